@@ -1,0 +1,1 @@
+"""The coupon service: coupons, its RPC server and rewards (built in the next issue)."""

@@ -1,0 +1,1 @@
+"""The inventory service: stock and reservations (built in the next issue)."""

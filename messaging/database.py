@@ -1,0 +1,59 @@
+"""Engines and sessions for a service's own database: SQLite (the default) or PostgreSQL.
+
+SQLite gets WAL mode, a busy timeout and `BEGIN IMMEDIATE` transactions. With several
+processes writing one file, a deferred transaction that reads and then writes can fail at
+once with "database is locked"; taking the write lock up front makes writers queue instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def make_engine(url: str, **engine_options: object) -> Engine:
+    """An engine for `url`; SQLite's folder is created when missing."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        engine_options.setdefault("pool_pre_ping", True)
+        return create_engine(url, **engine_options)
+
+    database = parsed.database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **engine_options
+    )
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def supports_skip_locked(engine: Engine) -> bool:
+    """True where several relays can share an outbox with `FOR UPDATE SKIP LOCKED`."""
+    return engine.dialect.name == "postgresql"

@@ -1,0 +1,86 @@
+"""The transactional outbox: events are rows in the service's own database.
+
+A service writes its state change and `outbox.add(session, ...)` in one transaction, so
+an event exists exactly when the change it reports was committed. It never publishes
+itself; the relay (messaging/relay.py) does, later, with confirms.
+
+Each service maps the columns below onto its own table:
+
+    class OrderOutbox(OutboxColumns, Base):
+        __tablename__ = "order_outbox"
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Integer, String, Text, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from messaging.envelope import Envelope
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OutboxColumns:
+    """Columns of an outbox table; mix into a service's declarative model."""
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    message_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    correlation_id: Mapped[str] = mapped_column(String(64))
+    app_id: Mapped[str] = mapped_column(String(50))
+    schema_version: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    def to_envelope(self) -> Envelope:
+        return Envelope(
+            message_id=self.message_id,
+            type=self.event_type,
+            correlation_id=self.correlation_id,
+            app_id=self.app_id,
+            body=json.loads(self.payload),
+            timestamp=int(self.created_at.timestamp()),
+            schema_version=self.schema_version,
+        )
+
+
+class Outbox:
+    """Adds events to one service's outbox table, inside the caller's transaction."""
+
+    def __init__(self, model: type[OutboxColumns], app_id: str) -> None:
+        self.model = model
+        self.app_id = app_id
+
+    def add(
+        self, session: Session, event_type: str, body: dict[str, Any], *, correlation_id: str
+    ) -> Envelope:
+        envelope = Envelope.new(event_type, body, correlation_id=correlation_id, app_id=self.app_id)
+        session.add(
+            self.model(
+                message_id=envelope.message_id,
+                event_type=envelope.type,
+                correlation_id=envelope.correlation_id,
+                app_id=envelope.app_id,
+                schema_version=envelope.schema_version,
+                payload=json.dumps(envelope.body, separators=(",", ":"), sort_keys=True),
+                created_at=datetime.fromtimestamp(envelope.timestamp, UTC),
+            )
+        )
+        return envelope
+
+    def backlog(self, session: Session) -> int:
+        """How many events wait to be published."""
+        model = self.model
+        query = select(func.count()).select_from(model).where(model.sent_at.is_(None))
+        return session.scalar(query) or 0

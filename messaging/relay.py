@@ -1,0 +1,152 @@
+"""The outbox relay: publishes unsent outbox rows with confirms, in order, in batches.
+
+One loop: claim the oldest unsent rows, publish them all, wait once for the broker's
+confirms, and mark the confirmed ones sent. A row is marked only after its confirm, so a
+crash or a lost connection at any point means "published again", never "lost"; the
+consumers' inbox makes the repeat harmless. After a lost connection the relay reconnects
+with backoff and carries on from the oldest unsent row, so order is kept.
+
+On PostgreSQL the batch is claimed with `FOR UPDATE SKIP LOCKED` inside the transaction
+that marks it, so several relays can share one outbox without publishing a row twice in
+the normal case (they may then interleave batches, so order holds per relay). SQLite has
+no row locks: there the relay claims in one short transaction and marks in another, so
+that web requests are not kept waiting while it publishes, and only one relay may run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from messaging.connection import CONNECTION_ERRORS, Backoff, close_quietly, connect_with_retry
+from messaging.database import make_session_factory, supports_skip_locked
+from messaging.outbox import OutboxColumns, utcnow
+from messaging.publisher import ConfirmingPublisher, Outcome, Outgoing, PublishFailed
+from messaging.topology import declare_topology
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    claimed: int
+    refused: int
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        model: type[OutboxColumns],
+        amqp_url: str,
+        flash_sale_queue_limit: int,
+        name: str = "outbox-relay",
+        batch_size: int = 500,
+        poll_interval: float = 0.02,
+    ) -> None:
+        self.model = model
+        self.amqp_url = amqp_url
+        self.flash_sale_queue_limit = flash_sale_queue_limit
+        self.name = name
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._sessions: sessionmaker[Session] = make_session_factory(engine)
+        self._lock_rows = supports_skip_locked(engine)
+
+    def run(self, stop: threading.Event) -> None:
+        """Relay until `stop` is set, reconnecting whenever the broker goes away."""
+        backoff = Backoff()
+        while not stop.is_set():
+            connection = connect_with_retry(self.amqp_url, self.name, stop)
+            if connection is None:
+                return
+            try:
+                channel = connection.channel()
+                declare_topology(channel, self.flash_sale_queue_limit)
+                publisher = ConfirmingPublisher(connection, channel)
+                log.info("relay %s connected; publishing the outbox", self.name)
+                backoff.reset()
+                refused = Backoff(base=0.5, cap=30.0)
+                while not stop.is_set():
+                    batch = self.relay_once(publisher)
+                    if batch.refused:
+                        # The broker said no (nack, unroutable): wait before trying again.
+                        connection.sleep(refused.next_delay())
+                        continue
+                    refused.reset()
+                    if batch.claimed < self.batch_size:
+                        connection.sleep(self.poll_interval)
+            except (*CONNECTION_ERRORS, PublishFailed) as error:
+                delay = backoff.next_delay()
+                log.warning(
+                    "relay %s lost the broker (%s: %s); unsent rows stay in the outbox; "
+                    "reconnecting in %.1f s",
+                    self.name,
+                    type(error).__name__,
+                    error,
+                    delay,
+                )
+                stop.wait(delay)
+            finally:
+                close_quietly(connection)
+
+    def relay_once(self, publisher: ConfirmingPublisher) -> BatchResult:
+        """Publish one batch of the oldest unsent rows and mark the confirmed ones sent."""
+        if self._lock_rows:
+            with self._sessions() as session, session.begin():
+                rows = self._claim(session)
+                if not rows:
+                    return BatchResult(0, 0)
+                outcomes = publisher.publish_batch(_outgoing(rows))
+                return self._record(session, rows, outcomes)
+        with self._sessions() as session:
+            with session.begin():
+                rows = self._claim(session)
+            if not rows:
+                return BatchResult(0, 0)
+            outcomes = publisher.publish_batch(_outgoing(rows))
+            with session.begin():
+                return self._record(session, rows, outcomes)
+
+    def _claim(self, session: Session) -> list[OutboxColumns]:
+        model = self.model
+        query = (
+            select(model).where(model.sent_at.is_(None)).order_by(model.id).limit(self.batch_size)
+        )
+        if self._lock_rows:
+            query = query.with_for_update(skip_locked=True)
+        return list(session.scalars(query))
+
+    def _record(
+        self, session: Session, rows: Sequence[OutboxColumns], outcomes: Sequence[Outcome]
+    ) -> BatchResult:
+        model = self.model
+        confirmed = [
+            row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome.confirmed
+        ]
+        if confirmed:
+            session.execute(update(model).where(model.id.in_(confirmed)).values(sent_at=utcnow()))
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if not outcome.confirmed:
+                log.error(
+                    "outbox event %s (%s) was not published: %s; it will be retried",
+                    row.message_id,
+                    row.event_type,
+                    outcome.error,
+                )
+                session.execute(
+                    update(model)
+                    .where(model.id == row.id)
+                    .values(attempts=model.attempts + 1, last_error=outcome.error)
+                )
+        return BatchResult(claimed=len(rows), refused=len(rows) - len(confirmed))
+
+
+def _outgoing(rows: Sequence[OutboxColumns]) -> list[Outgoing]:
+    return [Outgoing.event(row.to_envelope()) for row in rows]

@@ -1,0 +1,76 @@
+"""One frozen settings object, read once from the environment (CONTRACT.md's variables)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the shop cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    amqp_url: str = DEFAULT_AMQP_URL
+    order_database_url: str = "sqlite:///var/orders.db"
+    inventory_database_url: str = "sqlite:///var/inventory.db"
+    coupon_database_url: str = "sqlite:///var/coupons.db"
+    notification_database_url: str = "sqlite:///var/notifications.db"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    admin_token: str | None = None
+    flash_sale_queue_limit: int = 1000
+    sms_gateway_url: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            amqp_url=env.get("AMQP_URL", defaults.amqp_url),
+            order_database_url=env.get("ORDER_DATABASE_URL", defaults.order_database_url),
+            inventory_database_url=env.get(
+                "INVENTORY_DATABASE_URL", defaults.inventory_database_url
+            ),
+            coupon_database_url=env.get("COUPON_DATABASE_URL", defaults.coupon_database_url),
+            notification_database_url=env.get(
+                "NOTIFICATION_DATABASE_URL", defaults.notification_database_url
+            ),
+            http_host=env.get("SHOP_HTTP_HOST", defaults.http_host),
+            http_port=_positive_int(env, "SHOP_HTTP_PORT", defaults.http_port),
+            admin_token=env.get("SHOP_ADMIN_TOKEN") or None,
+            flash_sale_queue_limit=_positive_int(
+                env, "FLASH_SALE_QUEUE_LIMIT", defaults.flash_sale_queue_limit
+            ),
+            sms_gateway_url=env.get("SMS_GATEWAY_URL") or None,
+        )
+
+    def with_changes(self, **changes: object) -> Settings:
+        return replace(self, **changes)
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be greater than 0, got {value}")
+    return value
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ***, fit for a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,1 @@
+"""The notification service: the SMS gateway and templates (built in the next issue)."""

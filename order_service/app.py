@@ -1,0 +1,34 @@
+"""The Flask app factory: wires settings, the database and the routes; nothing at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from messaging.database import make_engine, make_session_factory
+from messaging.settings import Settings
+from order_service import api, problems
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class WebContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings.order_database_url)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False
+    app.extensions["shop"] = WebContext(settings, engine, make_session_factory(engine))
+    problems.install(app)
+    app.register_blueprint(api.blueprint)
+    return app

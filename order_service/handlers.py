@@ -1,0 +1,213 @@
+"""Order rules: business functions that take a session and a command.
+
+They know nothing of Flask or pika. Each writes its state change and its event (through
+the outbox) in the caller's transaction, so both commit or neither does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from messaging.outbox import Outbox, utcnow
+from order_service.models import (
+    IdempotencyKey,
+    Order,
+    OrderLine,
+    OrderOutbox,
+    Product,
+    TimelineEntry,
+)
+from order_service.schemas import OrderIn, ProductIn, StockIn
+
+SERVICE = "order_service"
+outbox = Outbox(OrderOutbox, app_id=SERVICE)
+
+
+class DomainError(Exception):
+    """A request the rules refuse; the API turns it into problem+json."""
+
+    status = 422
+    title = "Invalid request"
+
+    def __init__(self, detail: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+class NotFound(DomainError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    status = 409
+    title = "Conflict"
+
+
+class InvalidOrder(DomainError):
+    status = 422
+    title = "Invalid order"
+
+
+@dataclass
+class PlacedOrder:
+    order: Order
+    replayed: bool = False  # True when an Idempotency-Key matched an earlier request
+
+
+def list_products(session: Session) -> list[Product]:
+    return list(session.scalars(select(Product).order_by(Product.name, Product.sku)))
+
+
+def get_product(session: Session, sku: str) -> Product:
+    product = session.get(Product, sku)
+    if product is None:
+        raise NotFound(f"No product has sku {sku!r}.")
+    return product
+
+
+def create_product(session: Session, command: ProductIn) -> Product:
+    if session.get(Product, command.sku) is not None:
+        raise Conflict(f"A product with sku {command.sku!r} exists already.")
+    product = Product(
+        sku=command.sku,
+        name=command.name,
+        price_cents=command.price_cents,
+        available=command.stock,
+    )
+    session.add(product)
+    outbox.add(
+        session,
+        "product.created",
+        {
+            "sku": command.sku,
+            "name": command.name,
+            "price_cents": command.price_cents,
+            "stock": command.stock,
+        },
+        correlation_id=command.sku,
+    )
+    return product
+
+
+def set_stock(session: Session, sku: str, command: StockIn) -> None:
+    """Ask the inventory to set the stock; `available` follows when it reports back."""
+    get_product(session, sku)
+    outbox.add(
+        session, "product.stock_set", {"sku": sku, "stock": command.stock}, correlation_id=sku
+    )
+
+
+def get_order(session: Session, order_id: str) -> Order:
+    order = session.scalar(
+        select(Order)
+        .where(Order.id == order_id)
+        .options(selectinload(Order.lines), selectinload(Order.timeline))
+    )
+    if order is None:
+        raise NotFound(f"No order has id {order_id!r}.")
+    return order
+
+
+def find_replay(session: Session, idempotency_key: str, request_hash: str) -> Order | None:
+    """The order an earlier request with this key made; Conflict if its body differed."""
+    earlier = session.get(IdempotencyKey, idempotency_key)
+    if earlier is None:
+        return None
+    if earlier.request_hash != request_hash:
+        raise Conflict(
+            "This Idempotency-Key was used with a different request body; "
+            "use a new key for a new order."
+        )
+    return get_order(session, earlier.order_id)
+
+
+def place_order(
+    session: Session,
+    command: OrderIn,
+    *,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> PlacedOrder:
+    if idempotency_key is not None:
+        earlier = find_replay(session, idempotency_key, request_hash)
+        if earlier is not None:
+            return PlacedOrder(earlier, replayed=True)
+
+    products = _products_for(session, command)
+    if command.coupon_code:
+        raise InvalidOrder(
+            "The coupon is not valid.",
+            [{"field": "coupon_code", "message": "coupons cannot be redeemed yet"}],
+        )
+
+    now = utcnow()
+    order = Order(
+        id=str(uuid.uuid4()),
+        status="PENDING",
+        customer_name=command.customer.name,
+        customer_phone=command.customer.phone,
+        coupon_code=None,
+        created_at=now,
+        updated_at=now,
+    )
+    order.lines = [
+        OrderLine(
+            position=position,
+            sku=line.sku,
+            name=products[line.sku].name,
+            quantity=line.quantity,
+            unit_price_cents=products[line.sku].price_cents,
+        )
+        for position, line in enumerate(command.items)
+    ]
+    order.subtotal_cents = sum(line.quantity * line.unit_price_cents for line in order.lines)
+    order.discount_cents = 0
+    order.total_cents = order.subtotal_cents - order.discount_cents
+    order.timeline = [TimelineEntry(event="order.created", service=SERVICE, at=now)]
+    session.add(order)
+    if idempotency_key is not None:
+        session.add(IdempotencyKey(key=idempotency_key, request_hash=request_hash, order=order))
+    outbox.add(session, "order.created", order_created_event(order), correlation_id=order.id)
+    return PlacedOrder(order)
+
+
+def _products_for(session: Session, command: OrderIn) -> dict[str, Product]:
+    skus = [line.sku for line in command.items]
+    products = {p.sku: p for p in session.scalars(select(Product).where(Product.sku.in_(skus)))}
+    errors = []
+    seen: set[str] = set()
+    for index, sku in enumerate(skus):
+        if sku not in products:
+            errors.append({"field": f"items[{index}].sku", "message": f"unknown sku {sku!r}"})
+        elif sku in seen:
+            errors.append(
+                {
+                    "field": f"items[{index}].sku",
+                    "message": f"{sku!r} appears more than once; combine the quantities",
+                }
+            )
+        seen.add(sku)
+    if errors:
+        raise InvalidOrder("The order names products that cannot be ordered.", errors)
+    return products
+
+
+def order_created_event(order: Order) -> dict[str, object]:
+    return {
+        "order_id": order.id,
+        "customer": {"name": order.customer_name, "phone": order.customer_phone},
+        "items": [
+            {"sku": line.sku, "quantity": line.quantity, "unit_price_cents": line.unit_price_cents}
+            for line in order.lines
+        ],
+        "subtotal_cents": order.subtotal_cents,
+        "discount_cents": order.discount_cents,
+        "total_cents": order.total_cents,
+        "coupon_code": order.coupon_code,
+    }

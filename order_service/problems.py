@@ -1,0 +1,100 @@
+"""RFC 9457 problem+json for every error the web app answers.
+
+Errors a user can cause say exactly what to fix; errors the system causes are logged
+with a request id and answered without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import Flask, Response, g, json, request
+from werkzeug.exceptions import HTTPException
+
+from order_service.handlers import DomainError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "application/problem+json"
+
+
+class ApiProblem(Exception):
+    """Raise from a route to answer with a problem."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+        self.errors = errors or []
+        self.headers = headers or {}
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, object] = {
+        "type": "about:blank" if not errors else "/problems/validation-error",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_TYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def install(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id() -> None:
+        g.request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
+
+    @app.errorhandler(ApiProblem)
+    def on_api_problem(error: ApiProblem) -> Response:
+        return problem(error.status, error.title, error.detail, error.errors, error.headers)
+
+    @app.errorhandler(DomainError)
+    def on_domain_error(error: DomainError) -> Response:
+        return problem(error.status, error.title, error.detail, error.errors)
+
+    @app.errorhandler(HTTPException)
+    def on_http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        details = {
+            404: f"Nothing is served at {request.path}.",
+            405: f"{request.method} is not allowed on {request.path}.",
+            413: "The request body is larger than 64 KiB.",
+        }
+        detail = details.get(status) or error.description or error.name
+        response = problem(status, error.name, detail)
+        if status == 405 and error.get_response().headers.get("Allow"):
+            response.headers["Allow"] = error.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    def on_unexpected(error: Exception) -> Response:
+        request_id = getattr(g, "request_id", "-")
+        log.exception(
+            "unhandled error on %s %s",
+            request.method,
+            request.path,
+            extra={"correlation_id": request_id},
+        )
+        return problem(
+            500,
+            "Internal Server Error",
+            f"Something went wrong on our side; it was logged with id {request_id}.",
+        )

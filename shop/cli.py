@@ -1,0 +1,187 @@
+"""The `shop` command: run the whole pipeline, one process, migrations, dead letters.
+
+shop up                    every process, with prefixed logs (what `make run` calls)
+shop run NAME              one process, e.g. `shop run order-relay`
+shop migrate               every service's migrations to head
+shop topology              declare the exchanges and queues of CONTRACT.md
+shop status                queue depths, consumers and outbox backlogs
+shop dlq list QUEUE        dead letters of QUEUE, with their reasons
+shop dlq replay QUEUE      move them back to QUEUE for another try
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from messaging import dead_letters, migrations
+from messaging.connection import BrokerUnavailable, channel_for, close_quietly, open_connection
+from messaging.database import make_engine, make_session_factory
+from messaging.logs import configure_logging
+from messaging.settings import Settings, SettingsError, redact_url
+from messaging.topology import WORK_QUEUES, declare_topology
+from shop import processes
+from shop.supervisor import Supervisor
+
+ADMIN_TOKEN_FILE = Path("var/admin-token")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return int(args.command(args, settings) or 0)
+    except SettingsError as error:
+        print(f"shop: configuration error: {error}", file=sys.stderr)
+        return 2
+    except BrokerUnavailable as error:
+        print(broker_help(error), file=sys.stderr)
+        return 1
+    except dead_letters.UnknownQueue as error:
+        print(f"shop: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shop", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="run every process of the shop")
+    up.set_defaults(command=cmd_up)
+
+    run = commands.add_parser("run", help="run one process")
+    run.add_argument("name", choices=sorted(processes.RUNNABLES))
+    run.set_defaults(command=cmd_run)
+
+    migrate = commands.add_parser("migrate", help="run every service's migrations")
+    migrate.set_defaults(command=cmd_migrate)
+
+    topology = commands.add_parser("topology", help="declare exchanges and queues")
+    topology.set_defaults(command=cmd_topology)
+
+    status = commands.add_parser("status", help="queues, consumers and outbox backlogs")
+    status.set_defaults(command=cmd_status)
+
+    dlq = commands.add_parser("dlq", help="dead-letter queues").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    dlq_list = dlq.add_parser("list", help="show the dead letters of a work queue")
+    dlq_list.add_argument("queue")
+    dlq_list.add_argument("--limit", type=int, default=50)
+    dlq_list.set_defaults(command=cmd_dlq_list)
+    dlq_replay = dlq.add_parser("replay", help="move dead letters back to their work queue")
+    dlq_replay.add_argument("queue")
+    dlq_replay.set_defaults(command=cmd_dlq_replay)
+    return parser
+
+
+def broker_help(error: Exception) -> str:
+    return (
+        f"shop: {error}. Start one with `docker compose up -d rabbitmq`, or install your "
+        "distribution's `rabbitmq-server` package and start it; or set AMQP_URL."
+    )
+
+
+def cmd_up(_args: argparse.Namespace, settings: Settings) -> int:
+    close_quietly(open_connection(settings.amqp_url, "shop up: check", timeout=3))
+    cmd_migrate(_args, settings)
+    env = dict(os.environ)
+    env["SHOP_ADMIN_TOKEN"] = admin_token(settings)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    print(f"shop: RabbitMQ at {redact_url(settings.amqp_url)}")
+    print(f"shop: web app at http://{settings.http_host}:{settings.http_port}/")
+    print(f"shop: admin token: {env['SHOP_ADMIN_TOKEN']}  (Authorization: Bearer <token>)")
+    return Supervisor(processes.process_specs(settings), env).run()
+
+
+def admin_token(settings: Settings) -> str:
+    """SHOP_ADMIN_TOKEN, or the one in var/admin-token, made on first use."""
+    if settings.admin_token:
+        return settings.admin_token
+    if ADMIN_TOKEN_FILE.exists():
+        return ADMIN_TOKEN_FILE.read_text().strip()
+    ADMIN_TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    ADMIN_TOKEN_FILE.write_text(token + "\n")
+    ADMIN_TOKEN_FILE.chmod(0o600)
+    return token
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    service, runnable = processes.RUNNABLES[args.name]
+    configure_logging(service)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    runnable(settings, stop)
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    for service, database_url in processes.SERVICE_DATABASES.items():
+        url = database_url(settings)
+        migrations.upgrade(service, url)
+        print(f"shop: {service} database is up to date ({redact_url(url)})")
+    return 0
+
+
+def cmd_topology(_args: argparse.Namespace, settings: Settings) -> int:
+    with channel_for(settings.amqp_url, "shop topology") as channel:
+        declare_topology(channel, settings.flash_sale_queue_limit)
+    print(f"shop: declared {len(WORK_QUEUES)} work queues and their dead-letter queues")
+    return 0
+
+
+def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
+    from messaging.outbox import Outbox
+    from order_service.models import OrderOutbox  # the only outbox so far
+
+    with channel_for(settings.amqp_url, "shop status") as channel:
+        declare_topology(channel, settings.flash_sale_queue_limit)
+        print(f"{'queue':<28} {'ready':>7} {'consumers':>9} {'dead':>6}")
+        for queue in WORK_QUEUES:
+            work = channel.queue_declare(queue.name, passive=True).method
+            dead = channel.queue_declare(queue.dead_letter_queue, passive=True).method
+            print(
+                f"{queue.name:<28} {work.message_count:>7} {work.consumer_count:>9} "
+                f"{dead.message_count:>6}"
+            )
+    engine = make_engine(settings.order_database_url)
+    with make_session_factory(engine)() as session:
+        backlog = Outbox(OrderOutbox, "order_service").backlog(session)
+    print(f"\noutbox backlog: order_service {backlog}")
+    return 0
+
+
+def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
+    with channel_for(settings.amqp_url, "shop dlq list") as channel:
+        declare_topology(channel, settings.flash_sale_queue_limit)
+        letters = dead_letters.list_dead_letters(channel, args.queue, args.limit)
+    if not letters:
+        print(f"{dead_letters.dead_letter_queue(args.queue)} is empty")
+        return 0
+    for letter in letters:
+        print(
+            f"{letter.message_id}  {letter.type or '-'}  reason={letter.reason}  "
+            f"deaths={letter.deaths}\n    {letter.body_preview}"
+        )
+    print(f"{len(letters)} dead letters shown (limit {args.limit})")
+    return 0
+
+
+def cmd_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
+    connection = open_connection(settings.amqp_url, "shop dlq replay")
+    try:
+        channel = connection.channel()
+        declare_topology(channel, settings.flash_sale_queue_limit)
+        moved = dead_letters.replay_dead_letters(connection, channel, args.queue)
+    finally:
+        close_quietly(connection)
+    print(f"moved {moved} dead letters back to {args.queue}")
+    return 0

@@ -1,0 +1,59 @@
+"""Every process of the shop: what `shop up` starts and `shop run NAME` runs.
+
+The web app runs under gunicorn; every other process is `python -m shop run NAME`, which
+looks NAME up in RUNNABLES below.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from messaging.settings import Settings
+from order_service import main as order_main
+
+Runnable = Callable[[Settings, threading.Event], None]
+
+RUNNABLES: dict[str, tuple[str, Runnable]] = {
+    # name: (service, function)
+    "order-relay": ("order_service", order_main.run_relay),
+}
+
+# Each service's database variable, and its migration environment.
+SERVICE_DATABASES: dict[str, Callable[[Settings], str]] = {
+    "order_service": lambda settings: settings.order_database_url,
+}
+
+WEB_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: list[str]
+
+
+def process_specs(settings: Settings) -> list[ProcessSpec]:
+    web = ProcessSpec(
+        "web",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"{settings.http_host}:{settings.http_port}",
+            "--workers",
+            str(WEB_WORKERS),
+            "--access-logfile",
+            "-",
+            "--access-logformat",
+            "%(m)s %(U)s%(q)s -> %(s)s in %(M)sms",
+            "--graceful-timeout",
+            "10",
+            "order_service.app:create_app()",
+        ],
+    )
+    others = [ProcessSpec(name, [sys.executable, "-m", "shop", "run", name]) for name in RUNNABLES]
+    return [web, *others]
