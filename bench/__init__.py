@@ -1,0 +1,1 @@
+"""Benchmarks: standalone scripts run with `python -m bench.<name>` (see each module)."""

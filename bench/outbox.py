@@ -1,0 +1,425 @@
+"""How fast does the outbox relay publish, compared with plain pika? Run `python -m bench.outbox`.
+
+It measures, in one run, four ways of getting N `order.created` events into the
+`inventory.orders` quorum queue (through `shop.events`, routing key `order.created`), each
+with the body and properties of a real event (`Envelope.properties()`, persistent):
+
+  raw pika, no confirms       a BlockingChannel.basic_publish loop without publisher
+                              confirms; the clock stops when the last publish returns. This
+                              is the ceiling: nothing is read from a database, nothing is
+                              confirmed, so a crash may lose messages.
+  outbox relay (SQLite)       N rows are first written into a fresh, migrated SQLite outbox
+                              (not timed); then the clock runs while `OutboxRelay.relay_once`
+                              drains it batch by batch: read rows, publish, wait for the
+                              confirms, mark the rows sent.
+  outbox relay (PostgreSQL)   the same on a fresh PostgreSQL database (skipped when no server
+                              answers; base URL from BENCH_POSTGRES_URL or TEST_POSTGRES_URL).
+  per-message sync confirms   the naive safe way: BlockingChannel.confirm_delivery() and one
+                              publish at a time, each waiting for its own confirm (N/5 messages,
+                              so compare the msg/s column, not the seconds).
+
+Every measurement gets its own fresh RabbitMQ vhost (made and deleted through the
+management API), so the queue starts empty. After each one the script waits until the
+queue holds exactly the expected number of messages, and after the relay runs it checks
+the outbox backlog is 0; if not it prints a FAIL line and exits 1.
+
+How to read the table: `msg/s` is messages divided by seconds; `vs raw` is that rate divided
+by the raw rate (1.00 = as fast as unconfirmed pika). The goal is that the SQLite relay
+reaches at least 0.5 of raw. The script exits 0 whether or not the goal is met: it is a
+benchmark, not a test. Run it on a quiet machine and more than once; the numbers move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pika
+import psycopg
+import requests
+from pika.adapters.blocking_connection import BlockingChannel
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from messaging.connection import open_connection
+from messaging.database import make_engine, make_session_factory
+from messaging.envelope import Envelope
+from messaging.migrations import upgrade
+from messaging.publisher import ConfirmingPublisher
+from messaging.relay import OutboxRelay
+from messaging.settings import Settings
+from messaging.topology import EVENTS_EXCHANGE, declare_topology
+from order_service.handlers import SERVICE, outbox
+from order_service.models import OrderOutbox
+
+AMQP_HOST = "127.0.0.1"
+AMQP_PORT = 5672
+MANAGEMENT_URL = "http://127.0.0.1:15672"
+USER, PASSWORD = "guest", "guest"
+
+QUEUE = "inventory.orders"
+EVENT_TYPE = "order.created"
+FLASH_SALE_QUEUE_LIMIT = Settings().flash_sale_queue_limit
+DEFAULT_BATCH_SIZE = 500  # OutboxRelay's default batch_size
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+INSERTS_PER_TRANSACTION = 5_000
+QUEUE_WAIT_SECONDS = 60.0
+GOAL = 0.5  # the SQLite relay must reach this fraction of the raw rate
+
+
+class BenchFailure(Exception):
+    """A measurement did not deliver what it should have: the numbers are meaningless."""
+
+
+@dataclass
+class Result:
+    method: str
+    messages: int
+    seconds: float | None = None  # None when the measurement was skipped
+    note: str = ""
+
+    @property
+    def rate(self) -> float | None:
+        if self.seconds is None:
+            return None
+        return self.messages / self.seconds
+
+
+# --- RabbitMQ: a fresh vhost per measurement -------------------------------------------
+
+
+def create_vhost(label: str) -> str:
+    """Make a new vhost through the management API and give guest full rights on it."""
+    vhost = f"bench-outbox-{label}-{secrets.token_hex(3)}"
+    name = quote(vhost, safe="")
+    auth = (USER, PASSWORD)
+    response = requests.put(f"{MANAGEMENT_URL}/api/vhosts/{name}", auth=auth, timeout=10)
+    response.raise_for_status()
+    permissions = {"configure": ".*", "write": ".*", "read": ".*"}
+    response = requests.put(
+        f"{MANAGEMENT_URL}/api/permissions/{name}/{USER}", json=permissions, auth=auth, timeout=10
+    )
+    response.raise_for_status()
+    return vhost
+
+
+def delete_vhost(vhost: str) -> None:
+    name = quote(vhost, safe="")
+    requests.delete(f"{MANAGEMENT_URL}/api/vhosts/{name}", auth=(USER, PASSWORD), timeout=30)
+
+
+def amqp_url(vhost: str) -> str:
+    return f"amqp://{USER}:{PASSWORD}@{AMQP_HOST}:{AMQP_PORT}/{quote(vhost, safe='')}"
+
+
+def prepare_queue(channel: BlockingChannel) -> None:
+    """Declare the shop's topology and make sure the queue starts empty."""
+    declare_topology(channel, FLASH_SALE_QUEUE_LIMIT)
+    channel.queue_purge(QUEUE)
+    if queue_depth(channel) != 0:
+        raise BenchFailure(f"{QUEUE} is not empty before the measurement")
+
+
+def queue_depth(channel: BlockingChannel) -> int:
+    """How many messages the queue holds (a passive declare changes nothing)."""
+    return channel.queue_declare(QUEUE, passive=True).method.message_count
+
+
+def wait_for_depth(connection: pika.BlockingConnection, expected: int) -> float:
+    """Wait until the queue holds `expected` messages; return how long that took."""
+    channel = connection.channel()  # a channel of its own: the measured one may be in confirm mode
+    started = time.perf_counter()
+    deadline = time.monotonic() + QUEUE_WAIT_SECONDS
+    depth = queue_depth(channel)
+    while depth != expected and time.monotonic() < deadline:
+        connection.sleep(0.05)
+        depth = queue_depth(channel)
+    channel.close()
+    if depth != expected:
+        raise BenchFailure(
+            f"{QUEUE} holds {depth} messages, expected {expected} "
+            f"(waited {QUEUE_WAIT_SECONDS:.0f} s)"
+        )
+    return time.perf_counter() - started
+
+
+# --- The events ----------------------------------------------------------------------------
+
+
+def order_body() -> dict[str, object]:
+    """A body shaped like order_service.handlers.order_created_event() makes."""
+    return {
+        "order_id": str(uuid.uuid4()),
+        "customer": {"name": "Ada Lovelace", "phone": "+44 20 7946 0958"},
+        "items": [
+            {"sku": "TEA-EARL-GREY", "quantity": 2, "unit_price_cents": 450},
+            {"sku": "MUG-ENAMEL-WHITE", "quantity": 1, "unit_price_cents": 1200},
+        ],
+        "subtotal_cents": 2100,
+        "discount_cents": 0,
+        "total_cents": 2100,
+        "coupon_code": None,
+    }
+
+
+def new_event() -> Envelope:
+    body = order_body()
+    return Envelope.new(EVENT_TYPE, body, correlation_id=body["order_id"], app_id=SERVICE)
+
+
+def body_size() -> int:
+    return len(new_event().encoded_body())
+
+
+# --- (a) raw pika, no confirms ------------------------------------------------------------
+
+
+def measure_raw(messages: int) -> Result:
+    """Publish without confirms; time from the first publish until the last one returns."""
+    method = "raw pika, no confirms"
+    events = [new_event() for _ in range(messages)]
+    ready = [(event.encoded_body(), event.properties()) for event in events]
+    vhost = create_vhost("raw")
+    try:
+        connection = open_connection(amqp_url(vhost), "bench-raw")
+        channel = connection.channel()
+        prepare_queue(channel)
+        started = time.perf_counter()
+        for body, properties in ready:
+            channel.basic_publish(EVENTS_EXCHANGE, EVENT_TYPE, body, properties)
+        seconds = time.perf_counter() - started
+        landed = wait_for_depth(connection, messages)
+        connection.close()
+    finally:
+        delete_vhost(vhost)
+    note = f"all {messages} in the queue {landed:.2f} s after the last publish returned"
+    return Result(method, messages, seconds, note)
+
+
+# --- (b), (c) the outbox relay --------------------------------------------------------------
+
+
+def fill_outbox(engine: Engine, messages: int) -> None:
+    """Write `messages` order.created rows the way the order service does (not timed)."""
+    sessions = make_session_factory(engine)
+    left = messages
+    while left > 0:
+        count = min(left, INSERTS_PER_TRANSACTION)
+        with sessions() as session, session.begin():
+            for _ in range(count):
+                body = order_body()
+                outbox.add(session, EVENT_TYPE, body, correlation_id=body["order_id"])
+        left -= count
+
+
+def outbox_backlog(engine: Engine) -> int:
+    with make_session_factory(engine)() as session:
+        return outbox.backlog(session)
+
+
+def drain(relay: OutboxRelay, publisher: ConfirmingPublisher) -> int:
+    """Call relay_once until it claims nothing; return how many rows it published."""
+    published = 0
+    while True:
+        batch = relay.relay_once(publisher)
+        if batch.claimed == 0:
+            return published
+        if batch.refused:
+            raise BenchFailure(f"the broker refused {batch.refused} messages of a batch")
+        published += batch.claimed
+
+
+def measure_relay(method: str, database_url: str, messages: int, batch_size: int) -> Result:
+    """Fill a fresh outbox, then time an OutboxRelay publishing all of it with confirms."""
+    upgrade(SERVICE, database_url)
+    engine = make_engine(database_url)
+    vhost = create_vhost("relay")
+    try:
+        fill_outbox(engine, messages)
+        url = amqp_url(vhost)
+        relay = OutboxRelay(
+            engine=engine,
+            model=OrderOutbox,
+            amqp_url=url,
+            flash_sale_queue_limit=FLASH_SALE_QUEUE_LIMIT,
+            batch_size=batch_size,
+        )
+        connection = open_connection(url, "bench-relay")
+        channel = connection.channel()
+        prepare_queue(channel)
+        publisher = ConfirmingPublisher(connection, channel)
+        started = time.perf_counter()
+        published = drain(relay, publisher)
+        seconds = time.perf_counter() - started
+        wait_for_depth(connection, messages)
+        connection.close()
+        backlog = outbox_backlog(engine)
+    finally:
+        delete_vhost(vhost)
+        engine.dispose()
+    if published != messages:
+        raise BenchFailure(f"{method}: the relay published {published} rows, expected {messages}")
+    if backlog != 0:
+        raise BenchFailure(f"{method}: {backlog} rows are still unsent in the outbox")
+    return Result(method, messages, seconds, f"batch size {batch_size}")
+
+
+def sqlite_url(folder: str) -> str:
+    return f"sqlite:///{Path(folder) / 'orders.db'}"
+
+
+def postgres_base_url() -> str:
+    return (
+        os.environ.get("BENCH_POSTGRES_URL")
+        or os.environ.get("TEST_POSTGRES_URL")
+        or DEFAULT_POSTGRES_URL
+    )
+
+
+def admin_conninfo(url: str) -> str:
+    """The SQLAlchemy URL as a libpq URL that psycopg.connect() accepts."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_postgres_database(base_url: str) -> str | None:
+    """Create bench_outbox_<random>; return its URL, or None when PostgreSQL is unreachable."""
+    name = f"bench_outbox_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(admin_conninfo(base_url), autocommit=True, connect_timeout=3) as db:
+            db.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError:
+        return None
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str) -> None:
+    name = make_url(url).database
+    with psycopg.connect(admin_conninfo(url), dbname="postgres", autocommit=True) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def measure_relay_postgres(messages: int, batch_size: int) -> Result:
+    method = "outbox relay (PostgreSQL)"
+    url = create_postgres_database(postgres_base_url())
+    if url is None:
+        return Result(method, messages, note="skipped: PostgreSQL is not reachable")
+    try:
+        return measure_relay(method, url, messages, batch_size)
+    finally:
+        drop_postgres_database(url)
+
+
+# --- (d) per-message synchronous confirms ---------------------------------------------------
+
+
+def measure_sync_confirms(messages: int) -> Result:
+    """The naive safe way: wait for each message's confirm before sending the next."""
+    method = "per-message sync confirms"
+    events = [new_event() for _ in range(messages)]
+    ready = [(event.encoded_body(), event.properties()) for event in events]
+    vhost = create_vhost("sync")
+    try:
+        connection = open_connection(amqp_url(vhost), "bench-sync-confirms")
+        channel = connection.channel()
+        prepare_queue(channel)
+        channel.confirm_delivery()
+        started = time.perf_counter()
+        for body, properties in ready:
+            channel.basic_publish(EVENTS_EXCHANGE, EVENT_TYPE, body, properties, mandatory=True)
+        seconds = time.perf_counter() - started
+        wait_for_depth(connection, messages)
+        connection.close()
+    finally:
+        delete_vhost(vhost)
+    return Result(method, messages, seconds, "fewer messages: compare msg/s")
+
+
+# --- The report ---------------------------------------------------------------------------
+
+
+def format_row(result: Result, raw_rate: float) -> str:
+    if result.rate is None:
+        return f"| {result.method:<26} | {result.messages:>8} | {'-':>7} | {'-':>8} | {'-':>6} |"
+    return (
+        f"| {result.method:<26} | {result.messages:>8} | {result.seconds:>7.2f} "
+        f"| {result.rate:>8.0f} | {result.rate / raw_rate:>5.2f}x |"
+    )
+
+
+def print_table(results: list[Result]) -> None:
+    raw_rate = results[0].rate
+    print()
+    print(f"| {'method':<26} | {'messages':>8} | {'seconds':>7} | {'msg/s':>8} | {'vs raw':>6} |")
+    print(f"|{'-' * 28}|{'-' * 9}:|{'-' * 8}:|{'-' * 9}:|{'-' * 7}:|")
+    for result in results:
+        print(format_row(result, raw_rate))
+    print()
+    for result in results:
+        if result.note:
+            print(f"  {result.method}: {result.note}")
+
+
+def print_goal(raw: Result, relay: Result) -> None:
+    ratio = relay.rate / raw.rate
+    verdict = "goal met" if ratio >= GOAL else "goal NOT met"
+    print()
+    print(f"goal: {relay.method} >= {GOAL:.2f} of raw; it reached {ratio:.2f}: {verdict}")
+
+
+# --- Main -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.outbox", description=__doc__)
+    parser.add_argument("--messages", type=int, default=20_000, help="N (default 20000)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"the relay's batch size (default {DEFAULT_BATCH_SIZE}, as OutboxRelay)",
+    )
+    return parser.parse_args(argv)
+
+
+def run(messages: int, batch_size: int) -> list[Result]:
+    sync_messages = max(1, messages // 5)
+    print(f"{messages} messages of {body_size()} body bytes each; relay batch size {batch_size}")
+
+    print("(a) raw pika, no confirms ...", flush=True)
+    results = [measure_raw(messages)]
+
+    print("(b) outbox relay (SQLite) ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-outbox-") as folder:
+        url = sqlite_url(folder)
+        results.append(measure_relay("outbox relay (SQLite)", url, messages, batch_size))
+
+    print("(c) outbox relay (PostgreSQL) ...", flush=True)
+    results.append(measure_relay_postgres(messages, batch_size))
+
+    print(f"(d) per-message sync confirms ({sync_messages} messages) ...", flush=True)
+    results.append(measure_sync_confirms(sync_messages))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        results = run(args.messages, args.batch_size)
+    except BenchFailure as failure:
+        print(f"FAIL: {failure}")
+        return 1
+    print_table(results)
+    print_goal(raw=results[0], relay=results[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

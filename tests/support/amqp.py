@@ -1,0 +1,80 @@
+"""Small helpers to look at what reached the broker, waiting on conditions with deadlines."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pika
+
+from messaging.connection import open_connection
+from messaging.topology import declare_topology
+
+
+@dataclass
+class Received:
+    routing_key: str
+    properties: pika.BasicProperties
+    body: bytes
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition"):
+    """Poll `condition` until it is truthy; fail the test with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def declare(amqp_url: str, flash_sale_queue_limit: int = 1000) -> None:
+    connection = open_connection(amqp_url, "tests: declare")
+    try:
+        declare_topology(connection.channel(), flash_sale_queue_limit)
+    finally:
+        connection.close()
+
+
+def queue_depth(amqp_url: str, queue: str) -> int:
+    connection = open_connection(amqp_url, "tests: depth")
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+def take_all(amqp_url: str, queue: str, expected: int, timeout: float = 15.0) -> list[Received]:
+    """Wait until `queue` holds at least `expected` messages, then take (ack) all of them."""
+    wait_until(
+        lambda: queue_depth(amqp_url, queue) >= expected,
+        timeout,
+        f"{expected} messages in {queue} (it has {queue_depth(amqp_url, queue)})",
+    )
+    connection = open_connection(amqp_url, "tests: take")
+    try:
+        channel = connection.channel()
+        received = []
+        while True:
+            method, properties, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return received
+            received.append(Received(method.routing_key, properties, body))
+    finally:
+        connection.close()
+
+
+def publish_raw(
+    amqp_url: str, queue: str, body: bytes, properties: pika.BasicProperties | None = None
+) -> None:
+    """Publish straight into a queue (default exchange), confirmed: test input, poison too."""
+    connection = open_connection(amqp_url, "tests: publish")
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish("", queue, body, properties or pika.BasicProperties(), mandatory=True)
+    finally:
+        connection.close()

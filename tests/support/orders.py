@@ -1,0 +1,79 @@
+"""The order service under test: a migrated database, a Flask test client, relay drains."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, func, select
+
+from messaging.connection import open_connection
+from messaging.database import make_engine, make_session_factory
+from messaging.migrations import upgrade
+from messaging.publisher import ConfirmingPublisher
+from messaging.relay import OutboxRelay
+from messaging.settings import Settings
+from messaging.topology import declare_topology
+from order_service.app import create_app
+from order_service.models import OrderOutbox
+
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def order_settings(database_url: str, amqp_url: str) -> Settings:
+    upgrade("order_service", database_url)
+    return Settings(order_database_url=database_url, amqp_url=amqp_url, admin_token=ADMIN_TOKEN)
+
+
+def client_for(settings: Settings):
+    app = create_app(settings)
+    app.testing = True
+    return app.test_client()
+
+
+def relay_for(engine: Engine, amqp_url: str, **options) -> OutboxRelay:
+    return OutboxRelay(
+        engine=engine,
+        model=OrderOutbox,
+        amqp_url=amqp_url,
+        flash_sale_queue_limit=1000,
+        name="test relay",
+        **options,
+    )
+
+
+def drain_outbox(settings: Settings) -> int:
+    """Publish everything in the order outbox once, with confirms; returns how many."""
+    engine = make_engine(settings.order_database_url)
+    relay = relay_for(engine, settings.amqp_url)
+    connection = open_connection(settings.amqp_url, "tests: drain")
+    try:
+        channel = connection.channel()
+        declare_topology(channel, 1000)
+        publisher = ConfirmingPublisher(connection, channel)
+        total = 0
+        while (batch := relay.relay_once(publisher)).claimed:
+            assert batch.refused == 0, "the broker refused an event"
+            total += batch.claimed
+        return total
+    finally:
+        connection.close()
+        engine.dispose()
+
+
+def outbox_rows(settings: Settings) -> int:
+    engine = make_engine(settings.order_database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return session.scalar(select(func.count()).select_from(OrderOutbox)) or 0
+    finally:
+        engine.dispose()
+
+
+def a_product(sku: str = "TEA-1", stock: int = 10, price_cents: int = 450) -> dict:
+    return {"sku": sku, "name": f"Product {sku}", "price_cents": price_cents, "stock": stock}
+
+
+def an_order(*items: tuple[str, int], name: str = "Ann Lee", phone: str = "+4930123456") -> dict:
+    return {
+        "customer": {"name": name, "phone": phone},
+        "items": [{"sku": sku, "quantity": quantity} for sku, quantity in items],
+    }
