@@ -60,6 +60,7 @@ class ConsumerRunner:
         flash_sale_queue_limit: int,
         name: str | None = None,
         prefetch: int = 20,
+        max_retry_delay: float = 2.0,
     ) -> None:
         self.queue = queue
         self.handler = handler
@@ -68,6 +69,7 @@ class ConsumerRunner:
         self.flash_sale_queue_limit = flash_sale_queue_limit
         self.name = name or f"consumer {queue}"
         self.prefetch = prefetch
+        self.max_retry_delay = max_retry_delay
         self.stats = ConsumerStats()
         self._sessions = make_session_factory(engine)
         self._stop = threading.Event()
@@ -136,7 +138,7 @@ class ConsumerRunner:
                 extra=extra,
             )
             self.stats.requeued += 1
-            connection.sleep(min(0.1 * 2**attempts, 2.0))
+            connection.sleep(min(0.1 * 2**attempts, self.max_retry_delay))
             channel.basic_nack(tag, requeue=True)
             return
         if duplicate:

@@ -3,15 +3,15 @@ an order's event is published exactly when the order is committed, with every pr
 CONTRACT.md, and survives the broker going away."""
 
 import json
-import threading
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import func, select
 
+from messaging.connection import open_connection
 from messaging.database import make_engine, make_session_factory
-from messaging.relay import OutboxRelay
+from messaging.publisher import ConfirmingPublisher
 from order_service import handlers
 from order_service.models import Order, OrderOutbox
 from order_service.schemas import OrderIn
@@ -25,6 +25,7 @@ from tests.support.orders import (
     relay_for,
 )
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.threads import start_in_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -40,33 +41,6 @@ def shop(database_url, amqp_url):
     engine.dispose()
 
 
-class RunningRelay:
-    """OutboxRelay.run() in a thread, stopped at the end of the test."""
-
-    def __init__(self, relay: OutboxRelay) -> None:
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=relay.run, args=(self.stop,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=20)
-        assert not self.thread.is_alive(), "the relay did not stop"
-
-
-@pytest.fixture
-def start_relay():
-    running: list[RunningRelay] = []
-
-    def start(relay: OutboxRelay) -> RunningRelay:
-        running.append(RunningRelay(relay))
-        return running[-1]
-
-    yield start
-    for relay in running:
-        relay.close()
-
-
 def place(client, quantity: int = 1) -> str:
     response = client.post("/api/orders", json=an_order(("TEA-1", quantity)))
     assert response.status_code == 201, response.get_json()
@@ -79,10 +53,10 @@ def backlog(engine) -> int:
 
 
 def test_a_committed_order_is_published_once_with_every_contract_property(
-    shop, amqp_url, start_relay
+    shop, amqp_url, start_in_thread
 ):
     _settings, client, engine = shop
-    start_relay(relay_for(engine, amqp_url))
+    start_in_thread(relay_for(engine, amqp_url))
     order_id = place(client)
     wait_until(lambda: backlog(engine) == 0, what="the outbox to drain")
     second = place(client)  # once this one is through, the relay has looped past the first
@@ -107,7 +81,7 @@ def test_a_committed_order_is_published_once_with_every_contract_property(
     assert len({e.properties.message_id for e in events}) == 3
 
 
-def test_a_rolled_back_transaction_publishes_nothing(shop, amqp_url, start_relay):
+def test_a_rolled_back_transaction_publishes_nothing(shop, amqp_url, start_in_thread):
     _settings, client, engine = shop
     sessions = make_session_factory(engine)
     with pytest.raises(RuntimeError), sessions.begin() as session:
@@ -116,7 +90,7 @@ def test_a_rolled_back_transaction_publishes_nothing(shop, amqp_url, start_relay
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Order)) == 0
 
-    start_relay(relay_for(engine, amqp_url))
+    start_in_thread(relay_for(engine, amqp_url))
     committed = place(client)
     events = take_all(amqp_url, "inventory.orders", expected=2)
     assert [e.properties.type for e in events] == ["product.created", "order.created"]
@@ -125,14 +99,14 @@ def test_a_rolled_back_transaction_publishes_nothing(shop, amqp_url, start_relay
 
 
 def test_orders_are_accepted_while_the_broker_is_cut_off_and_all_events_arrive_in_order(
-    shop, amqp_url, start_relay
+    shop, amqp_url, start_in_thread
 ):
     _settings, client, engine = shop
     parts = urlsplit(amqp_url)
     proxy = TcpProxy(parts.hostname, parts.port or 5672)
     through_proxy = urlunsplit(parts._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}"))
     try:
-        start_relay(relay_for(engine, through_proxy))
+        start_in_thread(relay_for(engine, through_proxy))
         placed = [place(client) for _ in range(5)]
         wait_until(lambda: backlog(engine) == 0, what="the first orders to be published")
 
@@ -160,9 +134,6 @@ def test_an_unroutable_event_stays_in_the_outbox_with_its_error(shop, amqp_url):
         handlers.outbox.add(session, "nobody.listens", {"x": 1}, correlation_id="c-1")
 
     relay = relay_for(engine, amqp_url)
-    from messaging.connection import open_connection
-    from messaging.publisher import ConfirmingPublisher
-
     connection = open_connection(amqp_url, "test")
     try:
         publisher = ConfirmingPublisher(connection, connection.channel())
@@ -178,7 +149,7 @@ def test_an_unroutable_event_stays_in_the_outbox_with_its_error(shop, amqp_url):
 
 
 def test_two_relays_share_a_postgresql_outbox_without_publishing_twice(
-    shop, amqp_url, start_relay, database_url
+    shop, amqp_url, start_in_thread, database_url
 ):
     if not database_url.startswith("postgresql"):
         pytest.skip("several relays need FOR UPDATE SKIP LOCKED (PostgreSQL)")
@@ -187,8 +158,8 @@ def test_two_relays_share_a_postgresql_outbox_without_publishing_twice(
     with sessions.begin() as session:
         for number in range(2000):
             handlers.outbox.add(session, "order.created", {"n": number}, correlation_id=str(number))
-    start_relay(relay_for(engine, amqp_url, batch_size=50))
-    start_relay(relay_for(engine, amqp_url, batch_size=50))
+    start_in_thread(relay_for(engine, amqp_url, batch_size=50))
+    start_in_thread(relay_for(engine, amqp_url, batch_size=50))
     wait_until(lambda: backlog(engine) == 0, timeout=60, what="both relays to drain the outbox")
 
     events = take_all(amqp_url, "inventory.orders", expected=2001)

@@ -6,6 +6,7 @@ at once, like a broker that went away); `restore()` lets traffic through again.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -68,8 +69,6 @@ class TcpProxy:
 
 
 def _close(connection: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     connection.close()
