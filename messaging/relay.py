@@ -131,7 +131,12 @@ class OutboxRelay:
             row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome.confirmed
         ]
         if confirmed:
-            session.execute(update(model).where(model.id.in_(confirmed)).values(sent_at=utcnow()))
+            session.execute(
+                update(model)
+                .where(model.id.in_(confirmed))
+                .values(sent_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
         for row, outcome in zip(rows, outcomes, strict=True):
             if not outcome.confirmed:
                 log.error(

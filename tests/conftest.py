@@ -4,6 +4,7 @@ import pytest
 
 from tests.support.broker import Broker, find_broker
 from tests.support.databases import create_postgres_database, drop_postgres_database, find_postgres
+from tests.support.threads import Running
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +39,17 @@ def database_url(request, tmp_path, postgres_base_url):
     url = create_postgres_database(postgres_base_url)
     yield url
     drop_postgres_database(postgres_base_url, url)
+
+
+@pytest.fixture
+def start_in_thread():
+    """Start something with .run(stop) in a thread; it is stopped when the test ends."""
+    running: list[Running] = []
+
+    def start(target) -> Running:
+        running.append(Running(target))
+        return running[-1]
+
+    yield start
+    for item in running:
+        item.close()

@@ -18,7 +18,6 @@ from messaging.envelope import Envelope
 from messaging.topology import DELIVERY_LIMIT
 from tests.support import sample_consumer
 from tests.support.amqp import declare, publish_raw, queue_depth, wait_until
-from tests.support.threads import start_in_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,6 @@ from tests.support.orders import (
     relay_for,
 )
 from tests.support.tcp_proxy import TcpProxy
-from tests.support.threads import start_in_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 

@@ -1,10 +1,8 @@
-"""Run a relay or consumer (anything with .run(stop)) in a thread, stopped at the end."""
+"""Run a relay or consumer (anything with .run(stop)) in a thread; see `start_in_thread`."""
 
 from __future__ import annotations
 
 import threading
-
-import pytest
 
 
 class Running:
@@ -18,16 +16,3 @@ class Running:
         self.stop.set()
         self.thread.join(timeout=20)
         assert not self.thread.is_alive(), f"{self.target} did not stop"
-
-
-@pytest.fixture
-def start_in_thread():
-    running: list[Running] = []
-
-    def start(target) -> Running:
-        running.append(Running(target))
-        return running[-1]
-
-    yield start
-    for item in running:
-        item.close()
