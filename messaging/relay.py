@@ -70,7 +70,7 @@ class OutboxRelay:
                 channel = connection.channel()
                 declare_topology(channel, self.flash_sale_queue_limit)
                 publisher = ConfirmingPublisher(connection, channel)
-                log.info("relay %s connected; publishing the outbox", self.name)
+                log.info("%s connected; publishing the outbox", self.name)
                 backoff.reset()
                 refused = Backoff(base=0.5, cap=30.0)
                 while not stop.is_set():
@@ -95,6 +95,7 @@ class OutboxRelay:
                 stop.wait(delay)
             finally:
                 close_quietly(connection)
+        log.info("%s stopped", self.name)
 
     def relay_once(self, publisher: ConfirmingPublisher) -> BatchResult:
         """Publish one batch of the oldest unsent rows and mark the confirmed ones sent."""

@@ -52,6 +52,7 @@ def process_specs(settings: Settings) -> list[ProcessSpec]:
             "%(m)s %(U)s%(q)s -> %(s)s in %(M)sms",
             "--graceful-timeout",
             "10",
+            "--no-control-socket",  # one fixed socket path per user: two shops would clash
             "order_service.app:create_app()",
         ],
     )

@@ -1,0 +1,104 @@
+"""`shop up`, what `make run` runs: every process starts, an order flows to the broker, a
+process that dies is restarted, Ctrl-C stops everything, and no broker means one clear line."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.amqp import queue_depth, wait_until
+from tests.support.orders import a_product, an_order
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def shop_up(tmp_path, amqp_url):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "SHOP_ADMIN_TOKEN"}
+    env.update(
+        AMQP_URL=amqp_url,
+        ORDER_DATABASE_URL=f"sqlite:///{tmp_path / 'var' / 'orders.db'}",
+        SHOP_HTTP_PORT=str(port),
+        PYTHONUNBUFFERED="1",
+    )
+    log = (tmp_path / "shop-up.log").open("w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shop", "up"], cwd=tmp_path, env=env, stdout=log, stderr=log
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: answers(base + "/healthz"), timeout=60, what="the web app")
+        yield process, base, Path(log.name)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def test_shop_up_runs_the_pipeline_restarts_a_dead_process_and_stops_on_ctrl_c(
+    shop_up, tmp_path, amqp_url
+):
+    process, base, log = shop_up
+    token = (tmp_path / "var" / "admin-token").read_text().strip()
+    assert token in log.read_text(), "the generated admin token is printed"
+    admin = {"Authorization": f"Bearer {token}"}
+
+    assert requests.post(base + "/api/products", json=a_product(), headers=admin).status_code == 201
+    assert requests.post(base + "/api/orders", json=an_order(("TEA-1", 1))).status_code == 201
+    wait_until(lambda: queue_depth(amqp_url, "inventory.orders") == 2, what="the relay")
+
+    relay_pid = int(re.search(r"started order-relay \(pid (\d+)\)", log.read_text()).group(1))
+    os.kill(relay_pid, signal.SIGKILL)
+    wait_until(
+        lambda: "order-relay exited with code -9; restarting" in log.read_text(),
+        what="the supervisor to notice",
+    )
+    assert requests.post(base + "/api/orders", json=an_order(("TEA-1", 2))).status_code == 201
+    wait_until(
+        lambda: queue_depth(amqp_url, "inventory.orders") == 3,
+        timeout=30,
+        what="the restarted relay to publish",
+    )
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=40) == 0
+    assert "all processes stopped" in log.read_text()
+    assert not answers(base + "/healthz")
+
+
+def test_shop_up_without_a_broker_says_so_in_one_line(tmp_path):
+    env = {**os.environ, "AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F"}
+    result = subprocess.run(
+        [sys.executable, "-m", "shop", "up"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "RabbitMQ is not reachable at amqp://guest:***@127.0.0.1:1/" in line
+    assert "docker compose up -d rabbitmq" in line and "rabbitmq-server" in line
