@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pika
@@ -48,28 +48,28 @@ class ConsumerStats:
     requeued: int = 0
 
 
-class ConsumerRunner:
+class QueueWorker:
+    """Consumes one queue with a prefetch, reconnecting whenever the broker goes away.
+
+    Subclasses say what to do with a delivery in `handle_delivery`; they must ack,
+    reject or nack it before returning.
+    """
+
     def __init__(
         self,
         *,
         queue: str,
-        handler: Handler,
         engine: Engine,
-        inbox_model: type[InboxColumns],
         amqp_url: str,
         flash_sale_queue_limit: int,
         name: str | None = None,
         prefetch: int = 20,
-        max_retry_delay: float = 2.0,
     ) -> None:
         self.queue = queue
-        self.handler = handler
-        self.inbox_model = inbox_model
         self.amqp_url = amqp_url
         self.flash_sale_queue_limit = flash_sale_queue_limit
         self.name = name or f"consumer {queue}"
         self.prefetch = prefetch
-        self.max_retry_delay = max_retry_delay
         self.stats = ConsumerStats()
         self._sessions = make_session_factory(engine)
         self._stop = threading.Event()
@@ -113,6 +113,26 @@ class ConsumerRunner:
             self.handle_delivery(connection, channel, method, properties, body)
         # Hand back what was prefetched but not started, then close (the finally above).
         channel.cancel()
+
+    def handle_delivery(self, connection, channel, method, properties, body) -> None:  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+class ConsumerRunner(QueueWorker):
+    """The idempotent consumer: inbox + handler in one transaction, ack after commit."""
+
+    def __init__(
+        self,
+        *,
+        handler: Handler,
+        inbox_model: type[InboxColumns],
+        max_retry_delay: float = 2.0,
+        **worker_options,  # type: ignore[no-untyped-def]
+    ) -> None:
+        super().__init__(**worker_options)
+        self.handler = handler
+        self.inbox_model = inbox_model
+        self.max_retry_delay = max_retry_delay
 
     def handle_delivery(self, connection, channel, method, properties, body) -> None:  # type: ignore[no-untyped-def]
         tag = method.delivery_tag
@@ -180,6 +200,18 @@ class ConsumerRunner:
                     delay,
                 )
                 connection.sleep(delay)
+
+
+def route_by_type(handlers: Mapping[str, Handler]) -> Handler:
+    """One handler per message type; a type the queue should never carry is poison."""
+
+    def route(session: Session, envelope: Envelope) -> None:
+        handler = handlers.get(envelope.type)
+        if handler is None:
+            raise PoisonMessage(f"no handler for message type {envelope.type!r}")
+        handler(session, envelope)
+
+    return route
 
 
 class _GiveUp(Exception):

@@ -11,9 +11,12 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pika
+from pydantic import BaseModel, ValidationError
+
+Body = TypeVar("Body", bound=BaseModel)
 
 SCHEMA_VERSION = 1
 CONTENT_TYPE = "application/json"
@@ -60,6 +63,17 @@ class Envelope:
             headers={"schema_version": self.schema_version},
             **extra,
         )
+
+    def body_as(self, model: type[Body]) -> Body:
+        """The body validated as `model`; a schema violation is poison (it can never succeed)."""
+        try:
+            return model.model_validate(self.body)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"
+                for item in error.errors(include_url=False)
+            )
+            raise PoisonMessage(f"{self.type} does not match its schema: {problems}") from None
 
     @classmethod
     def from_delivery(cls, properties: pika.BasicProperties, body: bytes) -> Envelope:

@@ -1,1 +1,5 @@
-"""The notification service: the SMS gateway and templates (built in the next issue)."""
+"""The notification service: one SMS per order outcome and per reward coupon.
+
+models (tables), templates (the texts), gateway (where SMS go: stored and logged, or an
+HTTP endpoint), handlers (the `notifications.sms` events) and main (the process).
+"""

@@ -15,9 +15,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from messaging.connection import BrokerUnavailable, close_quietly, open_connection
+from messaging.validation import field_errors
 from order_service import handlers
 from order_service.problems import ApiProblem, problem
-from order_service.schemas import OrderIn, ProductIn, StockIn, field_errors
+from order_service.schemas import CouponIn, CouponQuoteQuery, OrderIn, ProductIn, StockIn
 from order_service.views import order_json, product_json
 
 blueprint = Blueprint("api", __name__)
@@ -137,20 +138,13 @@ def place_order() -> tuple[Response, int, dict[str, str]]:
     key = idempotency_key()
     command, data = read_body(OrderIn)
     request_hash = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-    try:
-        with web().sessions.begin() as session:
-            placed = handlers.place_order(
-                session, command, idempotency_key=key, request_hash=request_hash
-            )
-    except IntegrityError:
-        if key is None:
-            raise
-        # A concurrent request with the same key won the race; answer as its replay.
-        with web().sessions.begin() as session:
-            order = handlers.find_replay(session, key, request_hash)
-        if order is None:
-            raise
-        placed = handlers.PlacedOrder(order, replayed=True)
+    placed = handlers.place_order(
+        web().sessions,
+        command,
+        coupons=web().coupons,
+        idempotency_key=key,
+        request_hash=request_hash,
+    )
     order = placed.order
     return jsonify(order_json(order)), 201, {"Location": f"/api/orders/{order.id}"}
 
@@ -173,3 +167,28 @@ def idempotency_key() -> str | None:
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters.",
         )
     return key
+
+
+@blueprint.get("/api/coupons/<code>")
+def quote_coupon(code: str) -> Response:
+    query, _ = read_query(CouponQuoteQuery)
+    return jsonify(web().coupons.quote(code, query.phone, query.subtotal_cents))
+
+
+@blueprint.post("/api/coupons")
+@admin_only
+def create_coupon() -> tuple[Response, int, dict[str, str]]:
+    command, _ = read_body(CouponIn)
+    coupon = web().coupons.create(command.model_dump(mode="json", exclude_none=True))
+    return jsonify(coupon), 201, {"Location": f"/api/coupons/{coupon['code']}"}
+
+
+def read_query(model: type[Model]) -> tuple[Model, dict[str, Any]]:
+    """The query string as `model`: 422 naming the parameter when it is invalid."""
+    data = request.args.to_dict()
+    try:
+        return model.model_validate(data), data
+    except ValidationError as error:
+        raise ApiProblem(
+            422, "Invalid request", "The query has invalid parameters.", field_errors(error)
+        ) from None

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from messaging.database import make_engine, make_session_factory
 from messaging.settings import Settings
 from order_service import api, problems
+from order_service.coupons import CouponDesk
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -20,15 +21,21 @@ class WebContext:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    coupons: CouponDesk
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, rpc_timeout: float = 3.0) -> Flask:
     settings = settings or Settings.from_env()
     engine = make_engine(settings.order_database_url)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
-    app.extensions["shop"] = WebContext(settings, engine, make_session_factory(engine))
+    app.extensions["shop"] = WebContext(
+        settings,
+        engine,
+        make_session_factory(engine),
+        CouponDesk(settings.amqp_url, timeout=rpc_timeout),
+    )
     problems.install(app)
     app.register_blueprint(api.blueprint)
     return app

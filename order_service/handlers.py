@@ -1,16 +1,21 @@
 """Order rules: business functions that take a session and a command.
 
 They know nothing of Flask or pika. Each writes its state change and its event (through
-the outbox) in the caller's transaction, so both commit or neither does.
+the outbox) in the caller's transaction, so both commit or neither does. The one
+exception is `place_order`, which orchestrates: it prices the order in one short
+transaction, asks the coupon service over RPC (outside any transaction: a database write
+lock must never wait on the network), and stores the order and its event in another.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from messaging.outbox import Outbox, utcnow
 from order_service.models import (
@@ -52,6 +57,31 @@ class Conflict(DomainError):
 class InvalidOrder(DomainError):
     status = 422
     title = "Invalid order"
+
+
+class ServiceUnavailable(DomainError):
+    status = 503
+    title = "Service Unavailable"
+
+
+class CouponRefused(DomainError):
+    """The coupon service said no; `status` is 422 (not valid) or 409 (code exists)."""
+
+    title = "Coupon refused"
+
+    def __init__(self, detail: str, status: int = 422, errors: list[dict[str, str]] | None = None):
+        super().__init__(detail, errors)
+        self.status = status
+
+
+class CouponServiceUnavailable(ServiceUnavailable):
+    """No answer from the coupon service in time."""
+
+
+class Coupons(Protocol):
+    """What the order rules need of the coupon service (order_service.coupons.CouponDesk)."""
+
+    def reserve(self, code: str, order_id: str, phone: str, subtotal_cents: int) -> int: ...
 
 
 @dataclass
@@ -128,24 +158,49 @@ def find_replay(session: Session, idempotency_key: str, request_hash: str) -> Or
 
 
 def place_order(
-    session: Session,
+    sessions: sessionmaker[Session],
     command: OrderIn,
     *,
+    coupons: Coupons,
     idempotency_key: str | None = None,
     request_hash: str = "",
 ) -> PlacedOrder:
-    if idempotency_key is not None:
-        earlier = find_replay(session, idempotency_key, request_hash)
-        if earlier is not None:
-            return PlacedOrder(earlier, replayed=True)
-
-    products = _products_for(session, command)
+    """Price, reserve the coupon (RPC), then store the order and `order.created` together."""
+    with sessions() as session:
+        if idempotency_key is not None:
+            earlier = find_replay(session, idempotency_key, request_hash)
+            if earlier is not None:
+                return PlacedOrder(earlier, replayed=True)
+        products = _products_for(session, command)
+    order = _new_order(command, products)
     if command.coupon_code:
-        raise InvalidOrder(
-            "The coupon is not valid.",
-            [{"field": "coupon_code", "message": "coupons cannot be redeemed yet"}],
-        )
+        order.coupon_code = command.coupon_code
+        order.discount_cents = _reserve_coupon(coupons, command.coupon_code, order)
+        order.total_cents = order.subtotal_cents - order.discount_cents
+    try:
+        with sessions.begin() as session:
+            session.add(order)
+            if idempotency_key is not None:
+                session.add(
+                    IdempotencyKey(key=idempotency_key, request_hash=request_hash, order=order)
+                )
+            outbox.add(
+                session, "order.created", order_created_event(order), correlation_id=order.id
+            )
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # A concurrent request with the same key won the race: answer as its replay.
+        # (A coupon reserved for this lost order is left to expire.)
+        with sessions() as session:
+            earlier = find_replay(session, idempotency_key, request_hash)
+        if earlier is None:
+            raise
+        return PlacedOrder(earlier, replayed=True)
+    return PlacedOrder(order)
 
+
+def _new_order(command: OrderIn, products: dict[str, Product]) -> Order:
     now = utcnow()
     order = Order(
         id=str(uuid.uuid4()),
@@ -168,13 +223,18 @@ def place_order(
     ]
     order.subtotal_cents = sum(line.quantity * line.unit_price_cents for line in order.lines)
     order.discount_cents = 0
-    order.total_cents = order.subtotal_cents - order.discount_cents
+    order.total_cents = order.subtotal_cents
     order.timeline = [TimelineEntry(event="order.created", service=SERVICE, at=now)]
-    session.add(order)
-    if idempotency_key is not None:
-        session.add(IdempotencyKey(key=idempotency_key, request_hash=request_hash, order=order))
-    outbox.add(session, "order.created", order_created_event(order), correlation_id=order.id)
-    return PlacedOrder(order)
+    return order
+
+
+def _reserve_coupon(coupons: Coupons, code: str, order: Order) -> int:
+    try:
+        return coupons.reserve(code, order.id, order.customer_phone, order.subtotal_cents)
+    except CouponRefused as refusal:
+        raise InvalidOrder(
+            "The coupon is not valid.", [{"field": "coupon_code", "message": refusal.detail}]
+        ) from None
 
 
 def _products_for(session: Session, command: OrderIn) -> dict[str, Product]:

@@ -1,22 +1,45 @@
-"""The order service's background processes (the web app runs under gunicorn: app.py)."""
+"""The order service's background process: its outbox relay, the saga consumer on
+`orders.inventory` and the read model on `orders.read-model`, as threads. (The web app
+runs under gunicorn: app.py.)"""
 
 from __future__ import annotations
 
 import threading
 
+from messaging.consumer import ConsumerRunner, route_by_type
 from messaging.database import make_engine
 from messaging.relay import OutboxRelay
+from messaging.service import run_together
 from messaging.settings import Settings
-from order_service.models import OrderOutbox
+from order_service import read_model, saga
+from order_service.models import OrderInbox, OrderOutbox
 
 
-def run_relay(settings: Settings, stop: threading.Event) -> None:
-    """Publish the order service's outbox to `shop.events` until stopped."""
-    relay = OutboxRelay(
-        engine=make_engine(settings.order_database_url),
-        model=OrderOutbox,
-        amqp_url=settings.amqp_url,
-        flash_sale_queue_limit=settings.flash_sale_queue_limit,
-        name="order_service relay",
+def run(settings: Settings, stop: threading.Event) -> None:
+    engine = make_engine(settings.order_database_url)
+    common = {
+        "amqp_url": settings.amqp_url,
+        "flash_sale_queue_limit": settings.flash_sale_queue_limit,
+    }
+    run_together(
+        [
+            OutboxRelay(engine=engine, model=OrderOutbox, name="order relay", **common),
+            ConsumerRunner(
+                queue="orders.inventory",
+                handler=route_by_type(saga.HANDLERS),
+                engine=engine,
+                inbox_model=OrderInbox,
+                name="order saga",
+                **common,
+            ),
+            ConsumerRunner(
+                queue="orders.read-model",
+                handler=read_model.handle,
+                engine=engine,
+                inbox_model=OrderInbox,
+                name="order read model",
+                **common,
+            ),
+        ],
+        stop,
     )
-    relay.run(stop)

@@ -24,6 +24,7 @@ class Product(Base):
     name: Mapped[str] = mapped_column(String(200))
     price_cents: Mapped[int] = mapped_column(Integer)
     available: Mapped[int] = mapped_column(Integer)
+    stock_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

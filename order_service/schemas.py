@@ -7,18 +7,20 @@ comes back as a precise 422 instead of being silently ignored.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     field_validator,
+    model_validator,
 )
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+COUPON_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 MAX_QUANTITY = 100
 MAX_LINES = 50
 
@@ -65,41 +67,43 @@ class StockIn(Strict):
     stock: Annotated[int, Field(strict=True, ge=0, le=1_000_000)]
 
 
+class CouponIn(Strict):
+    code: Annotated[str, StringConstraints(pattern=COUPON_CODE_PATTERN)] | None = None
+    amount_off_cents: Annotated[int, Field(strict=True, ge=1, le=100_000_000)] | None = None
+    percent_off: Annotated[int, Field(strict=True, ge=1, le=100)] | None = None
+    min_subtotal_cents: Annotated[int, Field(strict=True, ge=0)] = 0
+    expires_at: AwareDatetime | None = None
+    customer_phone: str | None = None
+
+    @field_validator("customer_phone")
+    @classmethod
+    def phone_number(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_phone(value)
+
+    @model_validator(mode="after")
+    def one_kind_of_discount(self) -> CouponIn:
+        if (self.amount_off_cents is None) == (self.percent_off is None):
+            raise ValueError("give exactly one of amount_off_cents and percent_off")
+        return self
+
+
+class CouponQuoteQuery(BaseModel):
+    """Query parameters arrive as text, so numbers here are parsed, not strict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phone: str | None = None
+    subtotal_cents: Annotated[int, Field(ge=0, le=100_000_000)]
+
+    @field_validator("phone")
+    @classmethod
+    def phone_number(cls, value: str | None) -> str | None:
+        return None if not value else normalize_phone(value)
+
+
 def normalize_phone(value: str) -> str:
     """'+49 (30) 123-4567' -> '+49301234567'; 7 to 15 digits, an optional leading +."""
     compact = re.sub(r"[\s().-]", "", value)
     if not re.fullmatch(r"\+?\d{7,15}", compact):
         raise ValueError("must be a phone number of 7 to 15 digits, optionally starting with +")
     return compact
-
-
-def field_errors(error: ValidationError) -> list[dict[str, str]]:
-    """pydantic's errors as CONTRACT.md's [{field: 'items[0].quantity', message}]."""
-    return [
-        {"field": field_path(item["loc"]), "message": _message(item)}
-        for item in error.errors(include_url=False)
-    ]
-
-
-def field_path(location: tuple[Any, ...]) -> str:
-    path = ""
-    for part in location:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "body"
-
-
-def _message(item: dict[str, Any]) -> str:
-    kind = item["type"]
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        return "is not a known field"
-    if kind == "string_pattern_mismatch":
-        return "must be 1 to 64 letters, digits, '.', '_' or '-'"
-    if kind == "value_error":
-        return str(item["ctx"]["error"])
-    message: str = item["msg"]
-    return message[0].lower() + message[1:]

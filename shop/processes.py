@@ -11,19 +11,28 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from coupon_service import main as coupon_main
+from inventory_service import main as inventory_main
 from messaging.settings import Settings
+from notification_service import main as notification_main
 from order_service import main as order_main
 
 Runnable = Callable[[Settings, threading.Event], None]
 
 RUNNABLES: dict[str, tuple[str, Runnable]] = {
-    # name: (service, function)
-    "order-relay": ("order_service", order_main.run_relay),
+    # name: (service, function); each runs its relay and consumers as threads
+    "order": ("order_service", order_main.run),
+    "inventory": ("inventory_service", inventory_main.run),
+    "coupon": ("coupon_service", coupon_main.run),
+    "notification": ("notification_service", notification_main.run),
 }
 
 # Each service's database variable, and its migration environment.
 SERVICE_DATABASES: dict[str, Callable[[Settings], str]] = {
     "order_service": lambda settings: settings.order_database_url,
+    "inventory_service": lambda settings: settings.inventory_database_url,
+    "coupon_service": lambda settings: settings.coupon_database_url,
+    "notification_service": lambda settings: settings.notification_database_url,
 }
 
 WEB_WORKERS = 2

@@ -68,10 +68,10 @@ def test_shop_up_runs_the_pipeline_restarts_a_dead_process_and_stops_on_ctrl_c(
     assert requests.post(base + "/api/orders", json=an_order(("TEA-1", 1))).status_code == 201
     wait_until(lambda: queue_depth(amqp_url, "inventory.orders") == 2, what="the relay")
 
-    relay_pid = int(re.search(r"started order-relay \(pid (\d+)\)", log.read_text()).group(1))
+    relay_pid = int(re.search(r"started order \(pid (\d+)\)", log.read_text()).group(1))
     os.kill(relay_pid, signal.SIGKILL)
     wait_until(
-        lambda: "order-relay exited with code -9; restarting" in log.read_text(),
+        lambda: "order exited with code -9; restarting" in log.read_text(),
         what="the supervisor to notice",
     )
     assert requests.post(base + "/api/orders", json=an_order(("TEA-1", 2))).status_code == 201

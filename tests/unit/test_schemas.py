@@ -1,7 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from order_service.schemas import OrderIn, field_errors, field_path, normalize_phone
+from messaging.validation import field_errors, field_path
+from order_service.schemas import OrderIn, normalize_phone
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,103 @@
+"""The `coupons.orders` events: an order's outcome redeems or releases its coupon, and a
+confirmed order earns the customer a reward coupon."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from coupon_service import rules
+from coupon_service.models import Coupon, CouponOutbox
+from messaging.envelope import Envelope
+from messaging.outbox import Outbox, utcnow
+
+SERVICE = "coupon_service"
+outbox = Outbox(CouponOutbox, app_id=SERVICE)
+log = logging.getLogger(__name__)
+
+REWARD_PERCENT_OFF = 10
+REWARD_VALID_DAYS = 30
+
+
+class Customer(BaseModel):
+    name: str
+    phone: str
+
+
+class OrderOutcome(BaseModel):
+    order_id: str
+    customer: Customer
+    coupon_code: str | None = None
+
+
+def on_order_confirmed(session: Session, envelope: Envelope) -> None:
+    order = envelope.body_as(OrderOutcome)
+    coupon = _reserved_for(session, order)
+    if coupon is not None:
+        coupon.status = "REDEEMED"
+        outbox.add(
+            session,
+            "coupon.redeemed",
+            {"order_id": order.order_id, "code": coupon.code},
+            correlation_id=order.order_id,
+        )
+    _reward(session, order)
+
+
+def on_order_rejected(session: Session, envelope: Envelope) -> None:
+    order = envelope.body_as(OrderOutcome)
+    coupon = _reserved_for(session, order)
+    if coupon is None:
+        return
+    coupon.status, coupon.order_id, coupon.reserved_until = "ACTIVE", None, None
+    outbox.add(
+        session,
+        "coupon.released",
+        {"order_id": order.order_id, "code": coupon.code},
+        correlation_id=order.order_id,
+    )
+
+
+def _reserved_for(session: Session, order: OrderOutcome) -> Coupon | None:
+    if not order.coupon_code:
+        return None
+    coupon = session.get(Coupon, order.coupon_code, with_for_update=True)
+    if coupon is None or coupon.order_id != order.order_id or coupon.status != "RESERVED":
+        log.warning(
+            "coupon %s is not reserved for order %s; nothing to settle",
+            order.coupon_code,
+            order.order_id,
+            extra={"correlation_id": order.order_id},
+        )
+        return None
+    return coupon
+
+
+def _reward(session: Session, order: OrderOutcome) -> None:
+    issued = session.scalar(select(Coupon).where(Coupon.issued_for_order == order.order_id))
+    if issued is not None:
+        return
+    reward = Coupon(
+        code=f"THANKS-{secrets.token_hex(3).upper()}",
+        percent_off=REWARD_PERCENT_OFF,
+        min_subtotal_cents=0,
+        expires_at=utcnow() + timedelta(days=REWARD_VALID_DAYS),
+        customer_phone=order.customer.phone,
+        status="ACTIVE",
+        issued_for_order=order.order_id,
+    )
+    session.add(reward)
+    outbox.add(
+        session,
+        "coupon.issued",
+        {"order_id": order.order_id, **rules.describe(reward)},
+        correlation_id=order.order_id,
+    )
+
+
+HANDLERS = {"order.confirmed": on_order_confirmed, "order.rejected": on_order_rejected}

@@ -1,0 +1,69 @@
+"""What makes a coupon usable by a customer for a subtotal, and what it takes off."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from coupon_service.models import Coupon
+
+RESERVATION_MINUTES = 15
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back without a zone; they were stored in UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def reserved_by_another(coupon: Coupon, order_id: str | None, now: datetime) -> bool:
+    if coupon.status != "RESERVED" or coupon.order_id == order_id:
+        return False
+    until = aware(coupon.reserved_until)
+    return until is None or until > now  # an expired reservation frees the coupon
+
+
+def refusal(
+    coupon: Coupon | None,
+    *,
+    phone: str | None,
+    subtotal_cents: int,
+    now: datetime,
+    order_id: str | None = None,
+) -> str | None:
+    """Why the coupon cannot be used, or None when it can."""
+    if coupon is None:
+        return "unknown coupon"
+    if coupon.status == "REDEEMED":
+        return "this coupon was used already"
+    if reserved_by_another(coupon, order_id, now):
+        return "this coupon is being used by another order"
+    expires = aware(coupon.expires_at)
+    if expires is not None and expires <= now:
+        return "this coupon has expired"
+    if coupon.customer_phone and phone and coupon.customer_phone != phone:
+        return "this coupon belongs to another customer"
+    if coupon.customer_phone and not phone:
+        return "this coupon belongs to one customer: give the phone number"
+    if subtotal_cents < coupon.min_subtotal_cents:
+        return f"this coupon needs a subtotal of at least {coupon.min_subtotal_cents} cents"
+    return None
+
+
+def discount_cents(coupon: Coupon, subtotal_cents: int) -> int:
+    if coupon.amount_off_cents is not None:
+        return min(coupon.amount_off_cents, subtotal_cents)
+    return subtotal_cents * (coupon.percent_off or 0) // 100
+
+
+def describe(coupon: Coupon) -> dict[str, object]:
+    expires = aware(coupon.expires_at)
+    return {
+        "code": coupon.code,
+        "amount_off_cents": coupon.amount_off_cents,
+        "percent_off": coupon.percent_off,
+        "min_subtotal_cents": coupon.min_subtotal_cents,
+        "expires_at": expires.isoformat().replace("+00:00", "Z") if expires else None,
+        "customer_phone": coupon.customer_phone,
+        "status": coupon.status,
+    }

@@ -1,0 +1,164 @@
+"""Inventory rules: one function per event on `inventory.orders`, each given a session.
+
+An order reserves every line or none. Each line is taken with one conditional UPDATE
+(`available = available - q WHERE available >= q`): the database checks and decrements in
+one step, so competing consumers can never drive stock below zero (PostgreSQL re-checks
+the condition after waiting for a concurrent update; SQLite takes one writer at a time).
+Lines are taken in sku order, so two orders never wait for each other in a cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from inventory_service.models import InventoryOutbox, Reservation, StockItem
+from messaging.envelope import Envelope
+from messaging.outbox import Outbox, utcnow
+
+SERVICE = "inventory_service"
+outbox = Outbox(InventoryOutbox, app_id=SERVICE)
+log = logging.getLogger(__name__)
+
+
+class ProductCreated(BaseModel):
+    sku: str
+    stock: int = Field(ge=0)
+
+
+class StockSet(BaseModel):
+    sku: str
+    stock: int = Field(ge=0)
+
+
+class Line(BaseModel):
+    sku: str
+    quantity: int = Field(ge=1)
+
+
+class OrderCreated(BaseModel):
+    order_id: str
+    items: list[Line] = Field(min_length=1)
+
+
+class OutOfStock(Exception):
+    """A line cannot be reserved; the whole order is rejected."""
+
+
+def on_product_created(session: Session, envelope: Envelope) -> None:
+    event = envelope.body_as(ProductCreated)
+    if session.get(StockItem, event.sku) is not None:
+        log.info("product.created for existing sku %s ignored", event.sku)
+        return
+    item = StockItem(sku=event.sku, available=event.stock, version=1)
+    session.add(item)
+    _stock_changed(session, item)
+
+
+def on_stock_set(session: Session, envelope: Envelope) -> None:
+    event = envelope.body_as(StockSet)
+    item = session.get(StockItem, event.sku)
+    if item is None:
+        item = StockItem(sku=event.sku, available=event.stock, version=1)
+        session.add(item)
+    else:
+        item.available = event.stock
+        item.version += 1
+        item.updated_at = utcnow()
+    session.flush()
+    _stock_changed(session, item)
+
+
+def on_order_created(session: Session, envelope: Envelope) -> None:
+    order = envelope.body_as(OrderCreated)
+    if session.get(Reservation, order.order_id) is not None:
+        log.info("order %s was decided before; ignored", order.order_id)
+        return
+    lines = _merge(order.items)
+    try:
+        with session.begin_nested():  # all lines or none
+            taken = [_take(session, sku, quantity) for sku, quantity in sorted(lines.items())]
+    except OutOfStock as refusal:
+        _decide(session, order.order_id, lines, "REJECTED", str(refusal))
+        outbox.add(
+            session,
+            "inventory.rejected",
+            {"order_id": order.order_id, "reason": str(refusal)},
+            correlation_id=order.order_id,
+        )
+        return
+    _decide(session, order.order_id, lines, "RESERVED", None)
+    outbox.add(
+        session,
+        "inventory.reserved",
+        {
+            "order_id": order.order_id,
+            "items": [{"sku": s, "quantity": q} for s, q in lines.items()],
+        },
+        correlation_id=order.order_id,
+    )
+    for item in taken:
+        _stock_changed(session, item)
+
+
+def _merge(lines: list[Line]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for line in lines:
+        merged[line.sku] = merged.get(line.sku, 0) + line.quantity
+    return merged
+
+
+def _take(session: Session, sku: str, quantity: int) -> StockItem:
+    taken = session.execute(
+        update(StockItem)
+        .where(StockItem.sku == sku, StockItem.available >= quantity)
+        .values(
+            available=StockItem.available - quantity,
+            version=StockItem.version + 1,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount == 1:
+        item = session.scalar(
+            select(StockItem).where(StockItem.sku == sku).execution_options(populate_existing=True)
+        )
+        assert item is not None
+        return item
+    item = session.get(StockItem, sku)
+    if item is None:
+        raise OutOfStock(f"unknown product {sku}")
+    raise OutOfStock(f"not enough {sku}: {quantity} wanted, {item.available} left")
+
+
+def _decide(
+    session: Session, order_id: str, lines: dict[str, int], status: str, reason: str | None
+) -> None:
+    session.add(
+        Reservation(
+            order_id=order_id,
+            status=status,
+            lines=json.dumps([{"sku": s, "quantity": q} for s, q in lines.items()]),
+            reason=reason,
+        )
+    )
+
+
+def _stock_changed(session: Session, item: StockItem) -> None:
+    outbox.add(
+        session,
+        "inventory.stock_changed",
+        {"sku": item.sku, "available": item.available, "version": item.version},
+        correlation_id=item.sku,
+    )
+
+
+HANDLERS = {
+    "product.created": on_product_created,
+    "product.stock_set": on_stock_set,
+    "order.created": on_order_created,
+}

@@ -1,0 +1,38 @@
+"""The notification process: the `notifications.sms` consumer and the outbox relay."""
+
+from __future__ import annotations
+
+import threading
+
+from messaging.consumer import ConsumerRunner
+from messaging.database import make_engine
+from messaging.relay import OutboxRelay
+from messaging.service import run_together
+from messaging.settings import Settings
+from notification_service.gateway import gateway_for
+from notification_service.handlers import make_handler
+from notification_service.models import NotificationInbox, NotificationOutbox
+
+
+def run(settings: Settings, stop: threading.Event) -> None:
+    engine = make_engine(settings.notification_database_url)
+    common = {
+        "amqp_url": settings.amqp_url,
+        "flash_sale_queue_limit": settings.flash_sale_queue_limit,
+    }
+    run_together(
+        [
+            ConsumerRunner(
+                queue="notifications.sms",
+                handler=make_handler(gateway_for(settings.sms_gateway_url)),
+                engine=engine,
+                inbox_model=NotificationInbox,
+                name="notification consumer",
+                **common,
+            ),
+            OutboxRelay(
+                engine=engine, model=NotificationOutbox, name="notification relay", **common
+            ),
+        ],
+        stop,
+    )
