@@ -66,6 +66,8 @@ class RpcClient:
         """Send a request and return the reply body; raise RpcTimeout when none comes."""
         try:
             return self._call(queue, request_type, body)
+        except RpcTimeout:
+            raise  # a TimeoutError is an OSError: keep it from the branch below
         except CONNECTION_ERRORS as error:
             self.close()
             raise RpcTimeout(f"the broker connection failed: {type(error).__name__}") from error

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from messaging.database import make_engine, make_session_factory
 from messaging.settings import Settings
-from order_service import api, problems
+from order_service import api, ops, problems
 from order_service.coupons import CouponDesk
 
 MAX_BODY_BYTES = 64 * 1024
@@ -38,4 +38,5 @@ def create_app(settings: Settings | None = None, *, rpc_timeout: float = 3.0) ->
     )
     problems.install(app)
     app.register_blueprint(api.blueprint)
+    ops.install(app, settings)
     return app

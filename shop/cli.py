@@ -21,7 +21,6 @@ from pathlib import Path
 
 from messaging import dead_letters, migrations
 from messaging.connection import BrokerUnavailable, channel_for, close_quietly, open_connection
-from messaging.database import make_engine, make_session_factory
 from messaging.logs import configure_logging
 from messaging.settings import Settings, SettingsError, redact_url
 from messaging.topology import WORK_QUEUES, declare_topology
@@ -139,24 +138,63 @@ def cmd_topology(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
-    from messaging.outbox import Outbox
-    from order_service.models import OrderOutbox  # the only outbox so far
+    """The numbers of GET /api/pipeline (the same code: messaging/pipeline.py), as tables."""
+    from coupon_service.models import CouponOutbox
+    from inventory_service.models import InventoryOutbox
+    from messaging import pipeline
+    from notification_service.models import NotificationOutbox
+    from order_service.models import OrderOutbox
 
-    with channel_for(settings.amqp_url, "shop status") as channel:
-        declare_topology(channel, settings.flash_sale_queue_limit)
-        print(f"{'queue':<28} {'ready':>7} {'consumers':>9} {'dead':>6}")
-        for queue in WORK_QUEUES:
-            work = channel.queue_declare(queue.name, passive=True).method
-            dead = channel.queue_declare(queue.dead_letter_queue, passive=True).method
+    failed = False
+    try:
+        with channel_for(settings.amqp_url, "shop status") as channel:
+            declare_topology(channel, settings.flash_sale_queue_limit)
+        queues = {queue.name: queue for queue in pipeline.read_queues(settings.amqp_url)}
+    except BrokerUnavailable as error:
+        print(broker_help(error), file=sys.stderr)
+        failed = True
+    else:
+        print(f"{'queue':<24} {'ready':>7} {'unacked':>7} {'consumers':>9} {'dead':>6}")
+        for work_queue in WORK_QUEUES:
+            work, dead = queues[work_queue.name], queues[work_queue.dead_letter_queue]
             print(
-                f"{queue.name:<28} {work.message_count:>7} {work.consumer_count:>9} "
-                f"{dead.message_count:>6}"
+                f"{work.name:<24} {_count(work.ready):>7} {_count(work.unacked):>7} "
+                f"{_count(work.consumers):>9} {_count(dead.ready):>6}"
             )
-    engine = make_engine(settings.order_database_url)
-    with make_session_factory(engine)() as session:
-        backlog = Outbox(OrderOutbox, "order_service").backlog(session)
-    print(f"\noutbox backlog: order_service {backlog}")
-    return 0
+        if any(queue.unacked is None for queue in queues.values()):
+            management = pipeline.management_url(settings.amqp_url)
+            print(
+                f"(-: unknown. unacked comes from the management API at {management}, "
+                "which did not answer or has no statistics yet)"
+            )
+
+    outbox_models = {
+        "order_service": OrderOutbox,
+        "inventory_service": InventoryOutbox,
+        "coupon_service": CouponOutbox,
+        "notification_service": NotificationOutbox,
+    }
+    engines = {}  # one per database URL: services may share a database
+    outboxes = {}
+    for service, database_url in processes.SERVICE_DATABASES.items():
+        url = database_url(settings)
+        if url not in engines:
+            engines[url] = pipeline.read_only_engine(url)
+        outboxes[service] = (engines[url], outbox_models[service].__tablename__)
+    try:
+        backlogs = pipeline.outbox_backlogs(outboxes)
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    print(f"\n{'outbox':<24} {'backlog':>7}")
+    for service, backlog in backlogs.items():
+        note = "  (database unreachable or not migrated)" if backlog is None else ""
+        print(f"{service:<24} {_count(backlog):>7}{note}")
+    return 1 if failed else 0
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -26,8 +26,8 @@ def free_port() -> int:
 
 def answers(url: str) -> bool:
     try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:  # refused, or too slow to answer yet
         return False
 
 

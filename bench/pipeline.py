@@ -1,0 +1,1420 @@
+"""How fast is the whole order pipeline, and its consumers? Run `python -m bench.pipeline`.
+
+One run measures three things and prints one table.
+
+(a) The highest sustained order rate. `shop up` runs as a subprocess, exactly as `make run`
+    starts it (SQLite files under var/, gunicorn with the shop's settings, every service as a
+    process), in a temporary folder and on a fresh RabbitMQ vhost. A load generator POSTs
+    valid orders (one line, no coupon) to /api/orders at a fixed rate R for --duration
+    seconds. R is *sustained* when
+      - the web app kept up: every answer was 201, the answers came in at R (at least 95 %),
+        and the 99th percentile of the HTTP latency stayed under --max-http-p99;
+      - the queues kept up: the ready messages over all work queues (sampled every 0.25 s
+        with a passive queue_declare) never piled up beyond one second of orders;
+      - within --settle seconds after the last POST every order was CONFIRMED, every work
+        queue was empty and every service's outbox was published.
+    R starts at --pipeline-start, doubles while it passes, then is bisected between the
+    last pass and the first failure (--refine-steps times).
+    Beside it, the same search runs against a *bare* endpoint: a tiny Flask app (bare_app()
+    below) that validates the same JSON with order_service.schemas.OrderIn and inserts one
+    row into one SQLite table, served by the same gunicorn command line as the shop's web
+    process. Ratio = pipeline rate / bare rate (goal: at least 0.5).
+(b) Time from POST to CONFIRMED, p50 and p99, at half the rate found in (a). The generator
+    records the wall-clock moment each POST was sent and the order id it got back; after
+    the run the order database gives each order's updated_at, which the saga sets when it
+    confirms the order. (Same machine, same clock.) Goal: p99 under 250 ms.
+(c) Each consumer's messages per second: N messages of the right types are loaded into the
+    consumer's quorum queue on a fresh vhost, then a ConsumerRunner from messaging.consumer,
+    with the service's real handler and a fresh migrated SQLite database, drains them
+    (inbox row + handler + commit + ack, one message at a time). Beside it, plain pika drains
+    the same N messages from the same kind of queue with basic_ack and no database, with
+    the same prefetch. The clock runs from the first delivery to the last ack.
+    Goal: each consumer reaches at least 0.25 of raw pika.
+
+The load generator is pure Python: one asyncio loop that starts each request at its
+scheduled moment (open loop: a slow server does not slow the offered rate down; latency is
+counted from the moment the request was due, so waiting for a free slot counts too), one
+TCP connection per request (gunicorn's sync workers close the connection after each
+answer). The output gives its ceiling: the CPU time it spends per request, and so the most
+requests per second it could offer with one core to itself.
+
+How to read it: the machine has few cores (`nproc`), and the load generator, RabbitMQ and
+every process of the shop share them, so every number here is "on this machine, with the
+generator competing". Each trial prints a line as it runs; the CPU table shows which
+process was busy at the highest passing rate and at the first failing one (a Python process
+near 100 % is bound by its GIL: its threads cannot use a second core). If a goal is missed,
+the consumers are profiled with cProfile in this process and the time is split by layer.
+The script exits 0 whether or not the goals are met (it is a benchmark, not a test), and 1
+only when a measurement could not be made. The numbers move from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import pika
+import requests
+from flask import Flask, jsonify, request
+from pydantic import ValidationError
+from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from coupon_service import handlers as coupon_handlers
+from coupon_service.models import CouponInbox, CouponOutbox
+from inventory_service import handlers as inventory_handlers
+from inventory_service.models import InventoryInbox, InventoryOutbox
+from messaging.connection import close_quietly, open_connection
+from messaging.consumer import ConsumerRunner, Handler, route_by_type
+from messaging.database import make_engine, make_session_factory
+from messaging.envelope import Envelope
+from messaging.migrations import upgrade
+from messaging.outbox import utcnow
+from messaging.settings import Settings
+from messaging.topology import WORK_QUEUES, declare_topology
+from notification_service.gateway import StoringGateway
+from notification_service.handlers import make_handler as notification_handler
+from notification_service.models import NotificationInbox, NotificationOutbox
+from order_service import read_model, saga
+from order_service.models import Order, OrderInbox, OrderLine, OrderOutbox, Product, TimelineEntry
+from order_service.schemas import OrderIn
+from shop.processes import SERVICE_DATABASES, process_specs
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+AMQP_PORT = 5672
+MANAGEMENT_URL = "http://127.0.0.1:15672"
+USER, PASSWORD = "guest", "guest"
+FLASH_SALE_QUEUE_LIMIT = Settings().flash_sale_queue_limit
+
+SKU, PRODUCT_NAME, PRICE_CENTS, STOCK = "BENCH-TEA", "Bench tea", 450, 1_000_000
+CUSTOMER = {"name": "Ada Lovelace", "phone": "+442079460958"}
+ORDER = {"customer": CUSTOMER, "items": [{"sku": SKU, "quantity": 1}]}  # a valid order
+
+PIPELINE_GOAL = 0.5  # the pipeline's sustained rate, as a fraction of the bare endpoint's
+LATENCY_GOAL = 0.250  # seconds, p99 of POST -> CONFIRMED at half the sustained rate
+CONSUMER_GOAL = 0.25  # each consumer's rate, as a fraction of raw pika's
+
+ACHIEVED_FRACTION = 0.95  # the answers must come in at this fraction of the offered rate
+MAX_QUEUED_SECONDS = 1.0  # the queues may hold at most this many seconds of orders
+MAX_IN_FLIGHT = 256  # the generator's open connections; beyond, requests wait (and are late)
+REQUEST_TIMEOUT = 10.0
+START_SECONDS = 60.0  # for `shop up` and gunicorn to answer
+DRAIN_BEFORE_SECONDS = 120.0  # a failed trial's backlog must be gone before the next trial
+SAMPLE_INTERVAL = 0.25
+PREFETCH = 20  # QueueWorker's default; raw pika uses the same
+
+BARE_APP = "bench.pipeline:bare_app()"
+BARE_DATABASE_VARIABLE = "BENCH_BARE_DATABASE_URL"
+OUTBOXES = {  # service -> its outbox table, to see whether everything was published
+    "order_service": OrderOutbox.__tablename__,
+    "inventory_service": InventoryOutbox.__tablename__,
+    "coupon_service": CouponOutbox.__tablename__,
+    "notification_service": NotificationOutbox.__tablename__,
+}
+
+
+class BenchFailure(Exception):
+    """A measurement could not be made: the numbers would be meaningless."""
+
+
+# --- Small helpers -------------------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value below which `fraction` of `values` lie (nearest rank); 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def wait_until(
+    condition: Callable[[], object], seconds: float, pause: float = 0.05
+) -> float | None:
+    """Poll `condition` until it is truthy; return how long that took, None at the deadline."""
+    started = time.monotonic()
+    while True:
+        if condition():
+            return time.monotonic() - started
+        if time.monotonic() - started >= seconds:
+            return None
+        time.sleep(pause)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+# --- RabbitMQ: a fresh vhost per measurement --------------------------------------------------
+
+
+def create_vhost(label: str) -> str:
+    """Make a new vhost through the management API and give guest full rights on it."""
+    vhost = f"bench-pipeline-{label}-{secrets.token_hex(3)}"
+    name = quote(vhost, safe="")
+    auth = (USER, PASSWORD)
+    response = requests.put(f"{MANAGEMENT_URL}/api/vhosts/{name}", auth=auth, timeout=10)
+    response.raise_for_status()
+    permissions = {"configure": ".*", "write": ".*", "read": ".*"}
+    response = requests.put(
+        f"{MANAGEMENT_URL}/api/permissions/{name}/{USER}", json=permissions, auth=auth, timeout=10
+    )
+    response.raise_for_status()
+    return vhost
+
+
+def delete_vhost(vhost: str) -> None:
+    name = quote(vhost, safe="")
+    requests.delete(f"{MANAGEMENT_URL}/api/vhosts/{name}", auth=(USER, PASSWORD), timeout=30)
+
+
+@contextmanager
+def fresh_vhost(label: str) -> Iterator[str]:
+    """A new vhost for the block, deleted afterwards; yields its AMQP URL."""
+    vhost = create_vhost(label)
+    try:
+        yield f"amqp://{USER}:{PASSWORD}@{HOST}:{AMQP_PORT}/{quote(vhost, safe='')}"
+    finally:
+        delete_vhost(vhost)
+
+
+def ready_messages(channel: pika.adapters.blocking_connection.BlockingChannel) -> int:
+    """Ready messages over every work queue (a passive declare changes nothing)."""
+    return sum(
+        channel.queue_declare(queue.name, passive=True).method.message_count
+        for queue in WORK_QUEUES
+    )
+
+
+# --- The load generator ----------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    sent_at: float  # wall clock (time.time()) when the request went out
+    latency: float  # seconds from when the request was due until its answer was read
+    status: int  # the HTTP status; 0 for a connection error or a timeout
+    order_id: str | None = None
+
+
+@dataclass
+class LoadRun:
+    rate: float
+    duration: float
+    replies: list[Reply]
+    elapsed: float  # from the first request's due time until the last answer
+    lag_p99: float  # how late the generator itself started requests
+    cpu_seconds: float  # CPU time this process spent (the generator, mostly)
+
+    @property
+    def ok(self) -> int:
+        return sum(1 for reply in self.replies if reply.status == 201)
+
+    @property
+    def errors(self) -> int:
+        return len(self.replies) - self.ok
+
+    @property
+    def achieved(self) -> float:
+        """Answers per second: the offered rate when the server keeps up, less when not."""
+        return self.ok / max(self.elapsed, self.duration)
+
+    def latency(self, fraction: float) -> float:
+        return percentile([reply.latency for reply in self.replies], fraction)
+
+
+def post_request(port: int, path: str, body: dict[str, object]) -> bytes:
+    """The raw bytes of one HTTP/1.1 POST that asks the server to close afterwards."""
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
+async def exchange(port: int, raw_request: bytes) -> tuple[int, bytes]:
+    """Send one request on a new connection; read the answer until the server closes."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(raw_request)
+        answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+async def one_request(
+    port: int, raw_request: bytes, due: float, slots: asyncio.Semaphore, want_id: bool
+) -> Reply:
+    loop = asyncio.get_running_loop()
+    async with slots:
+        sent_at = time.time()
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                status, body = await exchange(port, raw_request)
+        except (OSError, TimeoutError, ValueError, IndexError):
+            status, body = 0, b""
+    order_id = json.loads(body)["id"] if want_id and status == 201 else None
+    return Reply(sent_at, loop.time() - due, status, order_id)
+
+
+async def offer_load_async(
+    port: int, raw_request: bytes, rate: float, duration: float, want_ids: bool
+) -> tuple[list[Reply], float, float]:
+    """Start round(rate * duration) requests, request i at start + i / rate."""
+    loop = asyncio.get_running_loop()
+    slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+    start = loop.time() + 0.05
+    tasks, lags = [], []
+    for i in range(round(rate * duration)):
+        due = start + i / rate
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())
+        lags.append(loop.time() - due)
+        tasks.append(asyncio.create_task(one_request(port, raw_request, due, slots, want_ids)))
+    replies = await asyncio.gather(*tasks)
+    return list(replies), loop.time() - start, percentile(lags, 0.99)
+
+
+def offer_load(
+    port: int, raw_request: bytes, rate: float, duration: float, want_ids: bool = False
+) -> LoadRun:
+    cpu_before = time.process_time()
+    replies, elapsed, lag_p99 = asyncio.run(
+        offer_load_async(port, raw_request, rate, duration, want_ids)
+    )
+    cpu = time.process_time() - cpu_before
+    return LoadRun(rate, duration, replies, elapsed, lag_p99, cpu)
+
+
+# --- CPU per process, from /proc ----------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ..., utime, stime)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = proc_stat(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (children, their children, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := proc_stat(int(entry.name))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def process_label(pid: int) -> str:
+    """A short name: 'web (gunicorn)', 'shop run inventory', 'shop up', ..."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return f"pid {pid}"
+    if any("gunicorn" in arg for arg in argv):
+        return "web (gunicorn)"
+    if "run" in argv and argv.index("run") + 1 < len(argv):
+        return f"shop run {argv[argv.index('run') + 1]}"
+    if "up" in argv:
+        return "shop up (supervisor, log pump)"
+    return Path(argv[0]).name
+
+
+def rabbitmq_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "beam.smp":
+                pids.append(int(entry.name))
+    return pids
+
+
+def watched_processes(root: int | None) -> dict[int, str]:
+    """The processes whose CPU a trial reports: the server's, RabbitMQ and this one."""
+    watched = {os.getpid(): "load generator (this process)"}
+    for pid in rabbitmq_pids():
+        watched[pid] = "RabbitMQ (beam.smp)"
+    if root is not None:
+        watched[root] = process_label(root)
+        for pid in descendants(root):
+            watched[pid] = process_label(pid)
+    # Two gunicorn workers and a master: number them so each gets its own line.
+    webs = sorted(pid for pid, label in watched.items() if label == "web (gunicorn)")
+    for index, pid in enumerate(webs):
+        watched[pid] = "web: gunicorn master" if index == 0 else f"web: gunicorn worker {index}"
+    return watched
+
+
+class CpuMeter:
+    """CPU use of some processes over a stretch of wall time, in % of one core."""
+
+    def __init__(self, processes: dict[int, str]) -> None:
+        self.processes = processes
+        self.started = time.monotonic()
+        self.before = {pid: cpu_seconds(pid) for pid in processes}
+
+    def percent(self) -> dict[str, float]:
+        seconds = time.monotonic() - self.started
+        usage: dict[str, float] = {}
+        for pid, label in self.processes.items():
+            used = cpu_seconds(pid) - self.before[pid]
+            usage[label] = usage.get(label, 0.0) + 100 * used / seconds
+        return usage
+
+
+# --- Trials: one fixed-rate run and its verdict ----------------------------------------------
+
+
+@dataclass
+class Trial:
+    rate: float
+    load: LoadRun
+    cpu: dict[str, float]
+    max_queued: int | None = None  # ready messages over all work queues, highest sample
+    drained_after: float | None = None  # seconds after the last answer until all settled
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def line(self) -> str:
+        load = self.load
+        text = (
+            f"{self.rate:7.0f}/s: {'ok  ' if self.passed else 'FAIL'} answered "
+            f"{load.achieved:6.1f}/s, HTTP p50 {load.latency(0.5) * 1000:5.0f} ms "
+            f"p99 {load.latency(0.99) * 1000:5.0f} ms"
+        )
+        if self.max_queued is not None:
+            drained = "-" if self.drained_after is None else f"{self.drained_after:.1f} s"
+            text += f", queued <= {self.max_queued}, drained after {drained}"
+        if self.problems:
+            text += f"  [{'; '.join(self.problems)}]"
+        return text
+
+
+def http_problems(load: LoadRun, max_http_p99: float) -> list[str]:
+    """Why the web server did not keep up with `load`, if it did not."""
+    problems = []
+    if load.errors:
+        problems.append(f"{load.errors} of {len(load.replies)} requests failed")
+    if load.achieved < ACHIEVED_FRACTION * load.rate:
+        problems.append(f"answered only {load.achieved:.0f}/s")
+    if load.latency(0.99) > max_http_p99:
+        problems.append(f"HTTP p99 {load.latency(0.99) * 1000:.0f} ms")
+    return problems
+
+
+@dataclass
+class Search:
+    """The trials of one rate search; `best` passed at the highest rate, `failed` did not."""
+
+    trials: list[Trial]
+    best: Trial | None
+    failed: Trial | None
+
+
+def find_max_rate(
+    run_trial: Callable[[float], Trial], start: float, refine_steps: int, label: str
+) -> Search:
+    """Double the rate from `start` while trials pass, then bisect (last pass, first fail)."""
+    trials: list[Trial] = []
+
+    def attempt(rate: float) -> Trial:
+        trial = run_trial(rate)
+        trials.append(trial)
+        print(f"  {label} {trial.line()}", flush=True)
+        return trial
+
+    best, failed, rate = None, None, start
+    while failed is None:
+        trial = attempt(rate)
+        if trial.passed:
+            best, rate = trial, rate * 2
+        else:
+            failed = trial
+    while best is None and rate > 2:  # even the start rate failed: halve
+        rate /= 2
+        trial = attempt(rate)
+        best, failed = (trial, failed) if trial.passed else (None, trial)
+    for _ in range(refine_steps if best is not None else 0):
+        middle = round((best.rate + failed.rate) / 2)
+        if middle in (best.rate, failed.rate):
+            break
+        trial = attempt(middle)
+        best, failed = (trial, failed) if trial.passed else (best, trial)
+    return Search(trials, best, failed)
+
+
+# --- The bare endpoint: validate the same JSON, insert one row ---------------------------------
+
+BARE_METADATA = MetaData()
+BARE_ORDERS = Table(
+    "bare_orders",
+    BARE_METADATA,
+    Column("id", String(36), primary_key=True),
+    Column("customer_name", String(200)),
+    Column("customer_phone", String(32)),
+    Column("sku", String(64)),
+    Column("quantity", Integer),
+    Column("created_at", DateTime(timezone=True)),
+)
+
+
+def bare_app() -> Flask:
+    """The baseline: POST /api/orders validates with OrderIn and inserts one row. That is all.
+
+    Served by `gunicorn 'bench.pipeline:bare_app()'`; the database is BENCH_BARE_DATABASE_URL
+    (SQLite through messaging.database, as the shop's own databases).
+    """
+    url = os.environ.get(BARE_DATABASE_VARIABLE, "sqlite:///var/bench-bare.db")
+    engine = make_engine(url)
+    with suppress(OperationalError):  # two workers may both try; one wins
+        BARE_METADATA.create_all(engine)
+    app = Flask(__name__)
+
+    @app.post("/api/orders")
+    def place_order():  # type: ignore[no-untyped-def]
+        try:
+            order = OrderIn.model_validate(request.get_json())
+        except ValidationError as error:
+            return jsonify(errors=error.errors(include_url=False)), 422
+        row = {
+            "id": str(uuid.uuid4()),
+            "customer_name": order.customer.name,
+            "customer_phone": order.customer.phone,
+            "sku": order.items[0].sku,
+            "quantity": order.items[0].quantity,
+            "created_at": utcnow(),
+        }
+        with engine.begin() as connection:
+            connection.execute(insert(BARE_ORDERS).values(row))
+        return jsonify(id=row["id"]), 201
+
+    @app.get("/healthz")
+    def healthz():  # type: ignore[no-untyped-def]
+        return jsonify(status="ok")
+
+    return app
+
+
+def gunicorn_argv(port: int, app: str) -> list[str]:
+    """The shop's own web command line (shop.processes), with another app at the end."""
+    web = next(spec for spec in process_specs(Settings(http_port=port)) if spec.name == "web")
+    if not web.argv[-1].endswith("create_app()"):
+        raise BenchFailure(f"the web process no longer ends with the app: {web.argv}")
+    return [*web.argv[:-1], app]
+
+
+@contextmanager
+def running(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[int]:
+    """Run a server process for the block; SIGINT it afterwards (SIGKILL if it hangs)."""
+    with log.open("w") as output:
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
+        family = []
+        try:
+            yield process.pid
+        finally:
+            family = descendants(process.pid)
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            for pid in family:  # `shop up` children live in sessions of their own
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def bare_trial(port: int, pid: int, rate: float, duration: float, max_http_p99: float) -> Trial:
+    meter = CpuMeter(watched_processes(pid))
+    load = offer_load(port, post_request(port, "/api/orders", ORDER), rate, duration)
+    return Trial(rate, load, meter.percent(), problems=http_problems(load, max_http_p99))
+
+
+def measure_bare(args: argparse.Namespace, folder: Path) -> Search:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        BARE_DATABASE_VARIABLE: f"sqlite:///{folder / 'bare.db'}",
+    }
+    BARE_METADATA.create_all(make_engine(env[BARE_DATABASE_VARIABLE]))
+    with running(gunicorn_argv(port, BARE_APP), folder, env, folder / "bare.log") as pid:
+        if wait_until(lambda: answers(f"http://{HOST}:{port}/healthz"), START_SECONDS) is None:
+            raise BenchFailure(f"the bare app did not answer; see {folder / 'bare.log'}")
+        return find_max_rate(
+            lambda rate: bare_trial(port, pid, rate, args.duration, args.max_http_p99),
+            args.bare_start,
+            args.refine_steps,
+            "bare    ",
+        )
+
+
+# --- The pipeline: `shop up` -------------------------------------------------------------------
+
+
+@dataclass
+class Backlog:
+    """Work the pipeline still has to do."""
+
+    pending_orders: int
+    queued: int  # ready messages over all work queues
+    unsent: int  # outbox rows not yet published, all services
+
+    @property
+    def empty(self) -> bool:
+        return self.pending_orders == 0 and self.queued == 0 and self.unsent == 0
+
+
+@dataclass
+class Shop:
+    """`shop up` in `folder` (its var/ holds the SQLite files) on the vhost of `amqp_url`."""
+
+    folder: Path
+    amqp_url: str
+    port: int
+    token: str
+    pid: int = 0
+
+    def url(self, path: str) -> str:
+        return f"http://{HOST}:{self.port}{path}"
+
+    def database(self, service: str) -> Path:
+        relative = make_url(SERVICE_DATABASES[service](Settings())).database
+        return self.folder / str(relative)
+
+    def query(self, service: str, sql: str) -> list[tuple]:
+        with sqlite3.connect(self.database(service), timeout=15) as db:
+            return db.execute(sql).fetchall()
+
+    def backlog(self, channel: pika.adapters.blocking_connection.BlockingChannel) -> Backlog:
+        pending = self.query("order_service", "SELECT count(*) FROM orders WHERE status='PENDING'")
+        unsent = sum(
+            self.query(service, f"SELECT count(*) FROM {table} WHERE sent_at IS NULL")[0][0]
+            for service, table in OUTBOXES.items()
+        )
+        return Backlog(pending[0][0], ready_messages(channel), unsent)
+
+    def wait_drained(self, seconds: float) -> float | None:
+        """Seconds until nothing is left to do (seen twice, 0.1 s apart); None at the deadline."""
+        connection = open_connection(self.amqp_url, "bench: backlog")
+        channel = connection.channel()
+        empty_twice = [False]
+
+        def drained() -> bool:
+            empty = self.backlog(channel).empty
+            both, empty_twice[0] = empty and empty_twice[0], empty
+            return both
+
+        try:
+            return wait_until(drained, seconds, pause=0.1)
+        finally:
+            close_quietly(connection)
+
+
+@contextmanager
+def shop_up(folder: Path) -> Iterator[Shop]:
+    """Start `shop up` with the defaults (SQLite under var/) on a fresh vhost; stop it after."""
+    with fresh_vhost("shop") as amqp_url:
+        shop = Shop(folder, amqp_url, free_port(), secrets.token_urlsafe(16))
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
+        env.update(
+            AMQP_URL=amqp_url,
+            SHOP_ADMIN_TOKEN=shop.token,
+            SHOP_HTTP_PORT=str(shop.port),
+            PYTHONUNBUFFERED="1",
+        )
+        argv = [sys.executable, "-m", "shop", "up"]
+        with running(argv, folder, env, folder / "shop-up.log") as pid:
+            shop.pid = pid
+            if wait_until(lambda: answers(shop.url("/healthz")), START_SECONDS) is None:
+                raise BenchFailure(f"`shop up` did not answer; see {folder / 'shop-up.log'}")
+            yield shop
+
+
+def stock_the_shop(shop: Shop) -> None:
+    """Create the product with a large stock; wait until a first order is CONFIRMED."""
+    product = {"sku": SKU, "name": PRODUCT_NAME, "price_cents": PRICE_CENTS, "stock": STOCK}
+    headers = {"Authorization": f"Bearer {shop.token}"}
+    response = requests.post(shop.url("/api/products"), json=product, headers=headers, timeout=10)
+    if response.status_code != 201:
+        raise BenchFailure(f"creating the product: {response.status_code} {response.text}")
+    # Until the inventory has handled product.created, an order would be rejected.
+    if shop.wait_drained(30) is None:
+        raise BenchFailure("product.created did not make it through the pipeline")
+    response = requests.post(shop.url("/api/orders"), json=ORDER, timeout=10)
+    if response.status_code != 201:
+        raise BenchFailure(f"the first order: {response.status_code} {response.text}")
+    if shop.wait_drained(30) is None:
+        raise BenchFailure("the first order was not CONFIRMED within 30 s")
+    status = requests.get(shop.url(f"/api/orders/{response.json()['id']}"), timeout=10).json()
+    if status["status"] != "CONFIRMED":
+        raise BenchFailure(f"the first order is {status['status']}: {status.get('reject_reason')}")
+
+
+class DepthSampler:
+    """Samples the ready messages over all work queues in a thread, every SAMPLE_INTERVAL."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self.amqp_url = amqp_url
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="depth sampler", daemon=True)
+
+    def __enter__(self) -> DepthSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        connection = open_connection(self.amqp_url, "bench: depth sampler")
+        channel = connection.channel()
+        try:
+            while not self._stop.wait(SAMPLE_INTERVAL):
+                self.samples.append(ready_messages(channel))
+        finally:
+            close_quietly(connection)
+
+
+def pipeline_trial(
+    shop: Shop, rate: float, duration: float, args: argparse.Namespace, want_ids: bool = False
+) -> Trial:
+    if shop.wait_drained(DRAIN_BEFORE_SECONDS) is None:
+        raise BenchFailure(f"the pipeline did not drain within {DRAIN_BEFORE_SECONDS:.0f} s")
+    raw_request = post_request(shop.port, "/api/orders", ORDER)
+    meter = CpuMeter(watched_processes(shop.pid))
+    with DepthSampler(shop.amqp_url) as depths:
+        load = offer_load(shop.port, raw_request, rate, duration, want_ids)
+    cpu = meter.percent()
+    drained_after = shop.wait_drained(args.settle)
+    trial = Trial(rate, load, cpu, max(depths.samples, default=0), drained_after)
+    trial.problems = http_problems(load, args.max_http_p99)
+    if trial.max_queued > MAX_QUEUED_SECONDS * rate:
+        trial.problems.append(f"{trial.max_queued} messages queued")
+    if drained_after is None:
+        trial.problems.append(f"not drained {args.settle:.0f} s after the run")
+    return trial
+
+
+@dataclass
+class Latency:
+    rate: float
+    orders: int
+    p50: float  # seconds, POST sent -> order CONFIRMED
+    p99: float
+    server_p50: float  # seconds, created_at -> updated_at (the order service's own clock)
+    server_p99: float
+    not_confirmed: int
+
+
+def parse_time(value: str) -> float:
+    """A SQLite DateTime column (naive, stored in UTC) as a Unix timestamp."""
+    return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
+
+
+def confirmation_latency(shop: Shop, rate: float, args: argparse.Namespace) -> Latency:
+    """(b): a run at `rate`, then each order's updated_at (set when CONFIRMED) vs its POST."""
+    trial = pipeline_trial(shop, rate, args.duration, args, want_ids=True)
+    print(f"  latency  {trial.line()}", flush=True)
+    sent = {reply.order_id: reply.sent_at for reply in trial.load.replies if reply.order_id}
+    rows = shop.query("order_service", "SELECT id, status, created_at, updated_at FROM orders")
+    confirmed = [row for row in rows if row[0] in sent and row[1] == "CONFIRMED"]
+    total = [parse_time(updated) - sent[order_id] for order_id, _, _, updated in confirmed]
+    server = [parse_time(updated) - parse_time(created) for _, _, created, updated in confirmed]
+    return Latency(
+        rate,
+        len(sent),
+        percentile(total, 0.5),
+        percentile(total, 0.99),
+        percentile(server, 0.5),
+        percentile(server, 0.99),
+        len(sent) - len(confirmed),
+    )
+
+
+def measure_pipeline(args: argparse.Namespace, folder: Path) -> tuple[Search, Latency | None]:
+    with shop_up(folder) as shop:
+        stock_the_shop(shop)
+        search = find_max_rate(
+            lambda rate: pipeline_trial(shop, rate, args.duration, args),
+            args.pipeline_start,
+            args.refine_steps,
+            "pipeline",
+        )
+        if search.best is None:
+            return search, None
+        return search, confirmation_latency(shop, round(search.best.rate / 2), args)
+
+
+# --- (c) consumers: ConsumerRunner vs raw pika --------------------------------------------------
+
+
+def event(event_type: str, body: dict[str, object], app_id: str) -> Envelope:
+    correlation = str(body.get("order_id") or body.get("sku"))
+    return Envelope.new(event_type, body, correlation_id=correlation, app_id=app_id)
+
+
+def order_created(order_id: str) -> Envelope:
+    items = [{"sku": SKU, "quantity": 1, "unit_price_cents": PRICE_CENTS}]
+    money = {"subtotal_cents": PRICE_CENTS, "discount_cents": 0, "total_cents": PRICE_CENTS}
+    body = {"order_id": order_id, "customer": CUSTOMER, "items": items, **money}
+    return event("order.created", {**body, "coupon_code": None}, "order_service")
+
+
+def order_confirmed(order_id: str) -> Envelope:
+    money = {"subtotal_cents": PRICE_CENTS, "discount_cents": 0, "total_cents": PRICE_CENTS}
+    items = [{"sku": SKU, "quantity": 1}]
+    body = {"order_id": order_id, "customer": CUSTOMER, "items": items, **money}
+    return event("order.confirmed", {**body, "coupon_code": None}, "order_service")
+
+
+def coupon_issued(order_id: str) -> Envelope:
+    body = {
+        "order_id": order_id,
+        "code": f"THANKS-{secrets.token_hex(3).upper()}",
+        "amount_off_cents": None,
+        "percent_off": 10,
+        "min_subtotal_cents": 0,
+        "expires_at": (utcnow() + timedelta(days=30)).isoformat().replace("+00:00", "Z"),
+        "customer_phone": CUSTOMER["phone"],
+        "status": "ACTIVE",
+    }
+    return event("coupon.issued", body, "coupon_service")
+
+
+def sms_sent(order_id: str, about: str) -> Envelope:
+    body = {"order_id": order_id, "event": about, "phone": CUSTOMER["phone"], "text": "Thanks!"}
+    return event("notification.sms_sent", body, "notification_service")
+
+
+def insert_orders(engine: Engine, count: int, status: str) -> list[str]:
+    """The product and `count` orders in the order database, as the web app would write them."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    with make_session_factory(engine).begin() as session:
+        session.add(Product(sku=SKU, name=PRODUCT_NAME, price_cents=PRICE_CENTS, available=STOCK))
+        for order_id in ids:
+            now = utcnow()
+            line = OrderLine(
+                position=0, sku=SKU, name=PRODUCT_NAME, quantity=1, unit_price_cents=PRICE_CENTS
+            )
+            created = TimelineEntry(event="order.created", service="order_service", at=now)
+            session.add(
+                Order(
+                    id=order_id,
+                    status=status,
+                    customer_name=CUSTOMER["name"],
+                    customer_phone=CUSTOMER["phone"],
+                    subtotal_cents=PRICE_CENTS,
+                    discount_cents=0,
+                    total_cents=PRICE_CENTS,
+                    coupon_code=None,
+                    created_at=now,
+                    updated_at=now,
+                    lines=[line],
+                    timeline=[created],
+                )
+            )
+    return ids
+
+
+def inventory_messages(_engine: Engine, count: int) -> list[Envelope]:
+    """product.created with a large stock, then order.created events that reserve one each."""
+    product = {"sku": SKU, "name": PRODUCT_NAME, "price_cents": PRICE_CENTS, "stock": STOCK}
+    first = event("product.created", product, "order_service")
+    return [first, *(order_created(str(uuid.uuid4())) for _ in range(count - 1))]
+
+
+def saga_messages(engine: Engine, count: int) -> list[Envelope]:
+    """inventory.reserved for `count` PENDING orders: each one confirms its order."""
+    return [
+        event(
+            "inventory.reserved",
+            {"order_id": order_id, "items": [{"sku": SKU, "quantity": 1}]},
+            "inventory_service",
+        )
+        for order_id in insert_orders(engine, count, "PENDING")
+    ]
+
+
+def read_model_messages(engine: Engine, count: int) -> list[Envelope]:
+    """What a confirmed order sends the read model: stock_changed, coupon.issued, two SMS."""
+    messages = []
+    for number, order_id in enumerate(insert_orders(engine, count // 4, "CONFIRMED"), start=1):
+        stock = {"sku": SKU, "available": STOCK - number, "version": number}
+        messages += [
+            event("inventory.stock_changed", stock, "inventory_service"),
+            coupon_issued(order_id),
+            sms_sent(order_id, "order.confirmed"),
+            sms_sent(order_id, "coupon.issued"),
+        ]
+    return messages
+
+
+def coupon_messages(_engine: Engine, count: int) -> list[Envelope]:
+    """order.confirmed events without a coupon: each earns the customer a reward coupon."""
+    return [order_confirmed(str(uuid.uuid4())) for _ in range(count)]
+
+
+def notification_messages(_engine: Engine, count: int) -> list[Envelope]:
+    """order.confirmed and coupon.issued, one of each per order: one SMS each."""
+    messages = []
+    for _ in range(count // 2):
+        order_id = str(uuid.uuid4())
+        messages += [order_confirmed(order_id), coupon_issued(order_id)]
+    return messages
+
+
+@dataclass(frozen=True)
+class ConsumerCase:
+    name: str
+    queue: str
+    service: str
+    inbox: type
+    handler: Callable[[], Handler]
+    messages: Callable[[Engine, int], list[Envelope]]  # fills the database (untimed) too
+
+
+CONSUMER_CASES = [
+    ConsumerCase(
+        "inventory consumer",
+        "inventory.orders",
+        "inventory_service",
+        InventoryInbox,
+        lambda: route_by_type(inventory_handlers.HANDLERS),
+        inventory_messages,
+    ),
+    ConsumerCase(
+        "order saga",
+        "orders.inventory",
+        "order_service",
+        OrderInbox,
+        lambda: route_by_type(saga.HANDLERS),
+        saga_messages,
+    ),
+    ConsumerCase(
+        "order read model",
+        "orders.read-model",
+        "order_service",
+        OrderInbox,
+        lambda: read_model.handle,
+        read_model_messages,
+    ),
+    ConsumerCase(
+        "coupon consumer",
+        "coupons.orders",
+        "coupon_service",
+        CouponInbox,
+        lambda: route_by_type(coupon_handlers.HANDLERS),
+        coupon_messages,
+    ),
+    ConsumerCase(
+        "notification consumer",
+        "notifications.sms",
+        "notification_service",
+        NotificationInbox,
+        lambda: notification_handler(StoringGateway()),
+        notification_messages,
+    ),
+]
+
+
+def preload(amqp_url: str, queue: str, messages: list[Envelope]) -> None:
+    """Declare the topology and put `messages` straight into `queue`; wait until all landed."""
+    connection = open_connection(amqp_url, "bench: preload")
+    try:
+        channel = connection.channel()
+        declare_topology(channel, FLASH_SALE_QUEUE_LIMIT)
+        for message in messages:
+            channel.basic_publish("", queue, message.encoded_body(), message.properties())
+
+        def landed() -> bool:
+            return channel.queue_declare(queue, passive=True).method.message_count == len(messages)
+
+        if wait_until(landed, 60) is None:
+            raise BenchFailure(f"{queue}: the preloaded messages did not all land")
+    finally:
+        close_quietly(connection)
+
+
+def raw_consume(amqp_url: str, queue: str, count: int) -> float:
+    """Plain pika: consume and basic_ack `count` messages; seconds from first to last."""
+    connection = open_connection(amqp_url, "bench: raw consumer")
+    try:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=PREFETCH)
+        first = 0.0
+        deliveries = channel.consume(queue, inactivity_timeout=10)
+        for done, (method, _properties, _body) in enumerate(deliveries, start=1):
+            if method is None:
+                raise BenchFailure(f"{queue}: raw pika got only {done - 1} of {count} messages")
+            if done == 1:
+                first = time.perf_counter()
+            channel.basic_ack(method.delivery_tag)
+            if done == count:
+                break
+        seconds = time.perf_counter() - first
+        channel.cancel()
+        return seconds
+    finally:
+        close_quietly(connection)
+
+
+class TimedRunner(ConsumerRunner):
+    """A ConsumerRunner that notes its first delivery and stops after `expected` messages."""
+
+    def __init__(self, *, expected: int, finished: threading.Event, **options) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(**options)
+        self.expected = expected
+        self.finished = finished
+        self.first = self.last = 0.0
+        self.deliveries = 0
+
+    def handle_delivery(self, connection, channel, method, properties, body) -> None:  # type: ignore[no-untyped-def]
+        if self.deliveries == 0:
+            self.first = time.perf_counter()
+        super().handle_delivery(connection, channel, method, properties, body)
+        self.deliveries += 1
+        if self.deliveries == self.expected:
+            self.last = time.perf_counter()
+            self.finished.set()
+
+
+def run_consumer(
+    case: ConsumerCase, engine: Engine, amqp_url: str, count: int, profiler=None
+) -> float:  # type: ignore[no-untyped-def]
+    """Run the service's ConsumerRunner in this thread until it handled `count` messages."""
+    finished = threading.Event()
+    runner = TimedRunner(
+        expected=count,
+        finished=finished,
+        queue=case.queue,
+        handler=case.handler(),
+        engine=engine,
+        inbox_model=case.inbox,
+        amqp_url=amqp_url,
+        flash_sale_queue_limit=FLASH_SALE_QUEUE_LIMIT,
+        name=f"bench {case.name}",
+        prefetch=PREFETCH,
+    )
+    watchdog = threading.Timer(120, finished.set)  # never hang on a consumer that stalls
+    watchdog.start()
+    if profiler is not None:
+        profiler.enable()
+    try:
+        runner.run(finished)
+    finally:
+        if profiler is not None:
+            profiler.disable()
+        watchdog.cancel()
+    stats = runner.stats
+    if stats.handled != count:
+        raise BenchFailure(f"{case.name}: handled {stats.handled} of {count} ({stats})")
+    return runner.last - runner.first
+
+
+@dataclass
+class ConsumerResult:
+    case: ConsumerCase
+    messages: int
+    runner_seconds: float
+    raw_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.runner_seconds
+
+    @property
+    def raw_rate(self) -> float:
+        return self.messages / self.raw_seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.rate / self.raw_rate
+
+
+@contextmanager
+def service_database(case: ConsumerCase) -> Iterator[Engine]:
+    """A fresh, migrated SQLite database for the case's service."""
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-db-") as folder:
+        url = f"sqlite:///{Path(folder) / 'service.db'}"
+        upgrade(case.service, url)
+        engine = make_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def measure_consumer(case: ConsumerCase, count: int) -> ConsumerResult:
+    with service_database(case) as engine:
+        messages = case.messages(engine, count)
+        with fresh_vhost("raw") as amqp_url:
+            preload(amqp_url, case.queue, messages)
+            raw_seconds = raw_consume(amqp_url, case.queue, len(messages))
+        with fresh_vhost("runner") as amqp_url:
+            preload(amqp_url, case.queue, messages)
+            runner_seconds = run_consumer(case, engine, amqp_url, len(messages))
+    return ConsumerResult(case, len(messages), runner_seconds, raw_seconds)
+
+
+def profile_consumer(case: ConsumerCase, count: int) -> pstats.Stats:
+    """The same run as measure_consumer's, under cProfile (which slows Python code down)."""
+    profiler = cProfile.Profile()
+    with service_database(case) as engine, fresh_vhost("profile") as amqp_url:
+        messages = case.messages(engine, count)
+        preload(amqp_url, case.queue, messages)
+        run_consumer(case, engine, amqp_url, len(messages), profiler)
+    return pstats.Stats(profiler)
+
+
+# --- Where the consumers' time goes ---------------------------------------------------------
+
+LAYERS = [  # (layer, a test on (file, function name)); the first that matches wins
+    ("sqlite3 C calls (execute, commit)", lambda f, n: f == "~" and "sqlite3" in n),
+    (
+        "waiting for the broker (select/poll)",
+        lambda f, n: f == "~" and ("poll" in n or "select" in n),
+    ),
+    ("socket send/recv", lambda f, n: f == "~" and "socket" in n),
+    ("SQLAlchemy (Python)", lambda f, n: "/sqlalchemy/" in f),
+    ("pika (Python)", lambda f, n: "/pika/" in f),
+    ("pydantic", lambda f, n: "pydantic" in f or "pydantic" in n),
+    ("json", lambda f, n: "/json/" in f or "json" in n),
+    ("logging", lambda f, n: "/logging/" in f),
+    ("messaging/ (runner, inbox, outbox, envelope)", lambda f, n: "/messaging/" in f),
+    ("service handlers", lambda f, n: "_service/" in f),
+]
+
+HINTS = {
+    "SQLAlchemy (Python)": "most time is the ORM's own Python (unit of work, flush, "
+    "identity map): handle several deliveries per transaction (one BEGIN IMMEDIATE/commit "
+    "and one ack with multiple=True per batch), or write the inbox and outbox rows with "
+    "Core insert() statements instead of session.add",
+    "sqlite3 C calls (execute, commit)": "SQLite itself: fewer statements per message "
+    "(drop the inbox SELECT before the INSERT and rely on the primary key; no savepoint), "
+    "and fewer commits (batch several deliveries per transaction)",
+    "waiting for the broker (select/poll)": "the runner waits for deliveries: raise the "
+    "prefetch, ack several messages at once",
+    "pika (Python)": "pika's frame handling in Python: ack with multiple=True once per "
+    "batch instead of once per message",
+}
+
+
+def layer_of(filename: str, function: str) -> str:
+    for layer, matches in LAYERS:
+        if matches(filename, function):
+            return layer
+    return "other (stdlib: uuid, datetime, threading, ...)"
+
+
+def layers(stats: pstats.Stats) -> list[tuple[str, float]]:
+    """Own time (tottime) per layer, as fractions of the total, biggest first."""
+    totals: dict[str, float] = {}
+    for (filename, _line, function), (_cc, _nc, own, _cum, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        layer = layer_of(filename, function)
+        totals[layer] = totals.get(layer, 0.0) + own
+    whole = sum(totals.values()) or 1.0
+    return sorted(
+        ((layer, seconds / whole) for layer, seconds in totals.items()), key=lambda x: -x[1]
+    )
+
+
+def hot_functions(stats: pstats.Stats, count: int) -> list[tuple[str, float, int]]:
+    """The `count` functions with the most own time: (name, fraction of total, calls)."""
+    entries = stats.stats.items()  # type: ignore[attr-defined]
+    whole = sum(value[2] for _key, value in entries) or 1.0
+    ranked = sorted(entries, key=lambda item: -item[1][2])[:count]
+    hot = []
+    for (filename, line, function), (_cc, calls, own, _cum, _callers) in ranked:
+        where = "built-in" if filename == "~" else f"{short_path(filename)}:{line}"
+        hot.append((f"{function} ({where})", own / whole, calls))
+    return hot
+
+
+def short_path(filename: str) -> str:
+    for marker in ("site-packages/", str(REPO) + "/", "/lib/python"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+def print_consumer_profile(case: ConsumerCase, stats: pstats.Stats, messages: int) -> None:
+    total = sum(value[2] for value in stats.stats.values())  # type: ignore[attr-defined]
+    print(
+        f"\n  {case.name} under cProfile: {total / messages * 1e6:.0f} us of profiled time "
+        "per message, by layer (own time):"
+    )
+    shares = layers(stats)
+    for layer, share in shares:
+        if share >= 0.02:
+            print(f"    {share * 100:5.1f} %  {layer}")
+    print("    hottest functions (own time, calls):")
+    for name, share, calls in hot_functions(stats, 6):
+        print(f"    {share * 100:5.1f} %  {calls:>7}  {name}")
+    for layer, _share in shares[:2]:
+        if layer in HINTS:
+            print(f"    -> {HINTS[layer]}")
+
+
+# --- The report ---------------------------------------------------------------------------------
+
+
+def verdict(met: bool) -> str:
+    return "goal met" if met else "goal NOT met"
+
+
+def table_row(cells: list[str]) -> str:
+    widths = [44, 14, 18, 6, 10, 13]
+    padded = [
+        cell.ljust(width) if index == 0 else cell.rjust(width)
+        for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+    ]
+    return "| " + " | ".join(padded) + " |"
+
+
+def print_table(
+    pipeline: Search | None,
+    bare: Search | None,
+    latency: Latency | None,
+    consumers: list[ConsumerResult],
+) -> None:
+    print()
+    print(table_row(["measurement", "shop", "baseline", "ratio", "goal", "verdict"]))
+    print("|" + "|".join("-" * (w + 2) for w in [44, 14, 18, 6, 10, 13]) + "|")
+    if pipeline is not None and bare is not None:
+        shop_rate = pipeline.best.rate if pipeline.best else 0.0
+        bare_rate = bare.best.rate if bare.best else 0.0
+        ratio = shop_rate / bare_rate if bare_rate else 0.0
+        print(
+            table_row(
+                [
+                    "(a) sustained POST /api/orders rate",
+                    f"{shop_rate:.0f} orders/s",
+                    f"{bare_rate:.0f} req/s bare",
+                    f"{ratio:.2f}",
+                    f">= {PIPELINE_GOAL}",
+                    verdict(ratio >= PIPELINE_GOAL),
+                ]
+            )
+        )
+    if latency is not None:
+        label = f"(b) POST -> CONFIRMED at {latency.rate:.0f} orders/s"
+        print(table_row([f"{label}, p50", f"{latency.p50 * 1000:.0f} ms", "", "", "", ""]))
+        met = latency.p99 < LATENCY_GOAL and latency.not_confirmed == 0
+        print(
+            table_row(
+                [
+                    f"{label}, p99",
+                    f"{latency.p99 * 1000:.0f} ms",
+                    "",
+                    "",
+                    f"< {LATENCY_GOAL * 1000:.0f} ms",
+                    verdict(met),
+                ]
+            )
+        )
+    for result in consumers:
+        print(
+            table_row(
+                [
+                    f"(c) {result.case.name} ({result.case.queue})",
+                    f"{result.rate:.0f} msg/s",
+                    f"{result.raw_rate:.0f} msg/s raw",
+                    f"{result.ratio:.2f}",
+                    f">= {CONSUMER_GOAL}",
+                    verdict(result.ratio >= CONSUMER_GOAL),
+                ]
+            )
+        )
+
+
+def print_notes(
+    pipeline: Search | None, bare: Search | None, latency: Latency | None, consumers: list
+) -> None:
+    print()
+    cores = os.cpu_count()
+    print(
+        f"  machine: {cores} cores, shared by the load generator, RabbitMQ, and every shop "
+        "process (or gunicorn for the bare app): all numbers are 'with the generator competing'."
+    )
+    if bare is not None and bare.best is not None:
+        load = bare.best.load
+        per_request = load.cpu_seconds / max(1, len(load.replies))
+        print(
+            "  load generator: pure Python, one asyncio loop, open loop (requests start on "
+            "schedule), one connection per request; "
+            f"it spent {per_request * 1e6:.0f} us CPU per request at {load.rate:.0f} req/s "
+            f"({load.cpu_seconds / load.duration * 100:.0f} % of a core), so its ceiling is "
+            f"about {1 / per_request:.0f} req/s with a core to itself; "
+            f"its start lag p99 was {load.lag_p99 * 1000:.1f} ms."
+        )
+    if latency is not None:
+        print(
+            f"  (b): {latency.orders} orders; the order service's own created_at -> updated_at "
+            f"was p50 {latency.server_p50 * 1000:.0f} ms, p99 {latency.server_p99 * 1000:.0f} ms; "
+            f"{latency.not_confirmed} not CONFIRMED."
+        )
+    for result in consumers:
+        print(
+            f"  (c) {result.case.name}: {result.messages} messages, ConsumerRunner "
+            f"{result.runner_seconds:.2f} s, raw pika {result.raw_seconds:.2f} s"
+        )
+
+
+def print_cpu(pipeline: Search | None, bare: Search | None) -> None:
+    """Which process was busy at the highest passing and the first failing rate."""
+    for name, search in (("pipeline", pipeline), ("bare", bare)):
+        if search is None or search.best is None:
+            continue
+        columns = [trial for trial in (search.best, search.failed) if trial is not None]
+        heads = "".join(
+            f"  {trial.rate:>5.0f}/s {'ok' if trial.passed else 'FAIL':>4}" for trial in columns
+        )
+        print(
+            f"\n  CPU during the {name} runs, % of one core (a Python process tops out near 100):"
+        )
+        print(f"    {'process':<34}{heads}")
+        labels = sorted(
+            {label for trial in columns for label in trial.cpu},
+            key=lambda label: -columns[-1].cpu.get(label, 0.0),
+        )
+        for label in labels:
+            cells = "".join(f"  {trial.cpu.get(label, 0.0):>12.0f}" for trial in columns)
+            print(f"    {label:<34}{cells}")
+        totals = "".join(f"  {sum(trial.cpu.values()):>12.0f}" for trial in columns)
+        print(f"    {'total (of ' + str(100 * (os.cpu_count() or 1)) + ')':<34}{totals}")
+
+
+# --- Main ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per trial (8)")
+    parser.add_argument(
+        "--settle", type=float, default=5.0, help="seconds after a trial to drain (5)"
+    )
+    parser.add_argument("--pipeline-start", type=float, default=40.0, help="first rate (40/s)")
+    parser.add_argument("--bare-start", type=float, default=200.0, help="first rate (200/s)")
+    parser.add_argument("--refine-steps", type=int, default=2, help="bisection steps (2)")
+    parser.add_argument(
+        "--max-http-p99", type=float, default=0.5, help="HTTP p99 bound, seconds (0.5)"
+    )
+    parser.add_argument("--messages", type=int, default=2000, help="N per consumer (2000)")
+    parser.add_argument("--only", choices=["http", "consumers"], help="run (a)+(b) or (c) alone")
+    parser.add_argument("--no-profile", action="store_true", help="skip cProfile on a miss")
+    return parser.parse_args(argv)
+
+
+def run_http(args: argparse.Namespace) -> tuple[Search, Search, Latency | None]:
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as name:
+        folder = Path(name)
+        (folder / "shop").mkdir()
+        (folder / "bare").mkdir()
+        print("(a) pipeline: `shop up`, doubling then bisecting the order rate ...", flush=True)
+        pipeline, latency = measure_pipeline(args, folder / "shop")
+        print("(a) bare endpoint, same gunicorn command ...", flush=True)
+        bare = measure_bare(args, folder / "bare")
+    return pipeline, bare, latency
+
+
+def run_consumers(args: argparse.Namespace) -> list[ConsumerResult]:
+    print(f"(c) consumers: {args.messages} messages each, ConsumerRunner vs raw pika ...")
+    results = []
+    for case in CONSUMER_CASES:
+        result = measure_consumer(case, args.messages)
+        print(
+            f"  {case.name:<22} {result.rate:7.0f} msg/s, raw {result.raw_rate:7.0f} msg/s, "
+            f"{result.ratio:.2f}",
+            flush=True,
+        )
+        results.append(result)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    pipeline = bare = latency = None
+    consumers: list[ConsumerResult] = []
+    try:
+        if args.only != "consumers":
+            pipeline, bare, latency = run_http(args)
+        if args.only != "http":
+            consumers = run_consumers(args)
+    except BenchFailure as failure:
+        print(f"FAIL: {failure}")
+        return 1
+    print_table(pipeline, bare, latency, consumers)
+    print_notes(pipeline, bare, latency, consumers)
+    print_cpu(pipeline, bare)
+    missed = [result for result in consumers if result.ratio < CONSUMER_GOAL]
+    if missed and not args.no_profile:
+        worst = min(missed, key=lambda result: result.ratio)
+        print_consumer_profile(
+            worst.case, profile_consumer(worst.case, args.messages), worst.messages
+        )
+    print(f"\n  the whole bench took {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

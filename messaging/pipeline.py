@@ -1,0 +1,230 @@
+"""What the pipeline holds right now: queue depths, outbox backlogs, handled-message counts.
+
+`read_queues()` reports every work queue of the topology and its `<queue>.dead` with
+`ready`, `unacked` and `consumers`. It asks the RabbitMQ management HTTP API (one GET of
+`/api/queues/<vhost>`), the only place that knows the unacknowledged count; its numbers
+are refreshed by the broker every few seconds, so they lag by up to ~5 s. When the
+management API does not answer (or has no statistics yet for a queue declared a moment
+ago), it falls back to passive `queue.declare` over AMQP: live `ready` and `consumers`,
+and `unacked` null. A queue that does not exist has nulls. Where the broker cannot be
+reached at all it raises `BrokerUnavailable`.
+
+The management API is at `http://<AMQP host>:15672` with the AMQP URL's user and
+password, unless RABBITMQ_MANAGEMENT_URL says otherwise (for example
+`https://user:secret@rabbit.example:15671`; credentials in it win over the AMQP URL's).
+
+`outbox_backlogs()` and `handled_messages()` count rows of the services' outbox and inbox
+tables with plain read-only queries, given each service's engine and table name (a name,
+not a model: the web app may not import another service's models). A database that is
+down or not migrated yields None for its service instead of an error.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from urllib.parse import quote, unquote, urlsplit
+
+import pika
+from sqlalchemy import Engine, column, create_engine, func, select, table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from messaging.connection import (
+    CONNECTION_ERRORS,
+    BrokerUnavailable,
+    close_quietly,
+    open_connection,
+)
+from messaging.topology import WORK_QUEUES
+
+log = logging.getLogger(__name__)
+
+MANAGEMENT_PORT = 15672
+STAT_FIELDS = ("ready", "unacked", "consumers")
+TIMEOUT_SECONDS = 3.0
+
+# {service: (engine, table name)}, e.g. {"order_service": (engine, "order_outbox")}
+ServiceTables = Mapping[str, tuple[Engine, str]]
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    name: str
+    ready: int | None  # None: unknown (the queue does not exist, or no statistics yet)
+    unacked: int | None  # None: unknown (the management API did not answer)
+    consumers: int | None
+    dead: bool  # a dead-letter queue `<work queue>.dead`
+
+    def as_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class ManagementUnavailable(RuntimeError):
+    """The management HTTP API did not answer, or not with queue statistics."""
+
+
+def queue_names() -> list[tuple[str, bool]]:
+    """(name, is dead-letter queue) of every queue to report, each work queue before its DLQ."""
+    names: list[tuple[str, bool]] = []
+    for queue in WORK_QUEUES:
+        names += [(queue.name, False), (queue.dead_letter_queue, True)]
+    return names
+
+
+def read_queues(amqp_url: str, *, timeout: float = TIMEOUT_SECONDS) -> list[QueueStatus]:
+    """Every work and dead-letter queue; raises BrokerUnavailable if nothing answers."""
+    try:
+        stats = management_stats(amqp_url, timeout=timeout)
+    except ManagementUnavailable as error:
+        log.debug("management API unavailable (%s); asking over AMQP", error)
+        stats = {}
+    unknown = [name for name, _ in queue_names() if stats.get(name, {}).get("ready") is None]
+    if unknown:  # no management API, or no statistics yet for a queue declared a moment ago
+        live = amqp_stats(amqp_url, timeout=timeout)
+        stats.update({name: live[name] for name in unknown if name in live})
+    return [
+        QueueStatus(name=name, dead=dead, **stats.get(name, dict.fromkeys(STAT_FIELDS)))
+        for name, dead in queue_names()
+    ]
+
+
+def management_url(amqp_url: str, environ: Mapping[str, str] | None = None) -> str:
+    """RABBITMQ_MANAGEMENT_URL, else http://<the AMQP URL's host>:15672."""
+    env = os.environ if environ is None else environ
+    override = env.get("RABBITMQ_MANAGEMENT_URL")
+    if override:
+        return override.rstrip("/")
+    host = urlsplit(amqp_url).hostname or "localhost"
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{MANAGEMENT_PORT}"
+
+
+def management_stats(
+    amqp_url: str, *, timeout: float = TIMEOUT_SECONDS, environ: Mapping[str, str] | None = None
+) -> dict[str, dict[str, int | None]]:
+    """{queue: {ready, unacked, consumers}} of the AMQP URL's vhost, from the management API."""
+    base = urlsplit(management_url(amqp_url, environ))
+    amqp = urlsplit(amqp_url)
+    user = unquote(base.username or amqp.username or "guest")
+    password = unquote(base.password or amqp.password or "guest")
+    vhost = pika.URLParameters(amqp_url).virtual_host
+    netloc = base.netloc.rpartition("@")[2]
+    url = (
+        f"{base.scheme}://{netloc}{base.path}/api/queues/{quote(vhost, safe='')}"
+        "?columns=name,messages_ready,messages_unacknowledged,consumers"
+    )
+    request = urllib.request.Request(url)
+    token = b64encode(f"{user}:{password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            queues = json.load(response)
+    except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError
+        raise ManagementUnavailable(f"{type(error).__name__}: {error}") from error
+    if not isinstance(queues, list):
+        raise ManagementUnavailable("GET /api/queues did not answer with a list")
+    return {
+        queue["name"]: {
+            "ready": queue.get("messages_ready"),
+            "unacked": queue.get("messages_unacknowledged"),
+            "consumers": queue.get("consumers"),
+        }
+        for queue in queues
+        if isinstance(queue, dict) and "name" in queue
+    }
+
+
+def amqp_stats(
+    amqp_url: str, *, timeout: float = TIMEOUT_SECONDS
+) -> dict[str, dict[str, int | None]]:
+    """{queue: {ready, unacked: None, consumers}} by passive queue.declare; raises
+    BrokerUnavailable. A queue that does not exist is left out."""
+    connection = open_connection(amqp_url, "pipeline status", timeout=timeout)
+    try:
+        channel = connection.channel()
+        stats: dict[str, dict[str, int | None]] = {}
+        for name, _dead in queue_names():
+            try:
+                declared = channel.queue_declare(name, passive=True).method
+            except pika.exceptions.ChannelClosedByBroker:  # 404: not declared (yet)
+                channel = connection.channel()
+                continue
+            stats[name] = {
+                "ready": declared.message_count,
+                "unacked": None,
+                "consumers": declared.consumer_count,
+            }
+        return stats
+    except CONNECTION_ERRORS as error:
+        raise BrokerUnavailable(f"RabbitMQ went away ({type(error).__name__})") from error
+    finally:
+        close_quietly(connection)
+
+
+def read_only_engine(url: str) -> Engine:
+    """An engine for counting rows without side effects: SQLite is opened read-only (no
+    write lock, no empty file made where none was), PostgreSQL in read-only transactions
+    with a connect timeout, so an unreachable server costs seconds, not minutes."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return create_engine(url)
+        uri = parsed.set(database=f"file:{quote(database)}", query={"mode": "ro", "uri": "true"})
+        return create_engine(uri)
+    if backend == "postgresql":
+        options = "-c default_transaction_read_only=on -c statement_timeout=5000"
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=2,
+            max_overflow=2,
+            connect_args={"connect_timeout": int(TIMEOUT_SECONDS), "options": options},
+        )
+    return create_engine(url, pool_pre_ping=True)
+
+
+def outbox_backlogs(outboxes: ServiceTables) -> dict[str, int | None]:
+    """{service: rows waiting to be published}; None where the database does not answer."""
+    backlogs: dict[str, int | None] = {}
+    for service, (engine, table_name) in outboxes.items():
+        outbox = table(table_name, column("sent_at"))
+        query = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+        try:
+            with engine.connect() as connection:
+                backlogs[service] = connection.scalar(query) or 0
+        except SQLAlchemyError as error:
+            _log_unreadable(service, table_name, error)
+            backlogs[service] = None
+    return backlogs
+
+
+def handled_messages(inboxes: ServiceTables) -> dict[str, dict[str, int] | None]:
+    """{service: {queue: messages handled}} from the inbox rows, which outlive restarts;
+    None where the database does not answer."""
+    handled: dict[str, dict[str, int] | None] = {}
+    for service, (engine, table_name) in inboxes.items():
+        inbox = table(table_name, column("queue"))
+        query = select(inbox.c.queue, func.count()).group_by(inbox.c.queue)
+        try:
+            with engine.connect() as connection:
+                handled[service] = {queue: count for queue, count in connection.execute(query)}
+        except SQLAlchemyError as error:
+            _log_unreadable(service, table_name, error)
+            handled[service] = None
+    return handled
+
+
+def _log_unreadable(service: str, table_name: str, error: SQLAlchemyError) -> None:
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines() or ["?"]
+    log.warning("%s: cannot read %s (%s)", service, table_name, reason[0])

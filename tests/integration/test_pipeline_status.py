@@ -1,0 +1,355 @@
+"""GET /api/pipeline, GET /metrics and `shop status` against the real broker (a vhost of
+its own per test) and real databases: the numbers follow what is put into the queues
+and the outboxes. The management API refreshes its statistics every few seconds, so
+every check of a broker number waits for it with a deadline."""
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pika
+import pytest
+
+from messaging.connection import open_connection
+from messaging.database import make_engine, make_session_factory
+from messaging.migrations import upgrade
+from messaging.settings import Settings
+from tests.support.amqp import declare, publish_raw, wait_until
+from tests.support.orders import ADMIN, ADMIN_TOKEN, a_product, an_order, client_for, drain_outbox
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BROKER_WAIT = 40.0  # the management API's statistics of a new vhost can take ~20 s to appear
+
+# CONTRACT.md's work queues, each followed by its dead-letter queue.
+CONTRACT_QUEUES = [
+    "inventory.orders",
+    "orders.inventory",
+    "orders.read-model",
+    "coupons.orders",
+    "notifications.sms",
+    "coupons.rpc",
+    "flash-sale.requests",
+]
+SERVICES = ["order_service", "inventory_service", "coupon_service", "notification_service"]
+NOTHING_LISTENS = "http://127.0.0.1:9"  # the discard port: connection refused
+
+
+def migrated_settings(tmp_path: Path, amqp_url: str, database_url: str = "sqlite") -> Settings:
+    """Four migrated databases: a SQLite file per service, or the one PostgreSQL database
+    shared by all four (their table names never collide)."""
+    if database_url.startswith("sqlite"):
+        urls = {service: f"sqlite:///{tmp_path / f'{service}.db'}" for service in SERVICES}
+    else:
+        urls = dict.fromkeys(SERVICES, database_url)
+    for service, url in urls.items():
+        upgrade(service, url)
+    return Settings(
+        amqp_url=amqp_url,
+        order_database_url=urls["order_service"],
+        inventory_database_url=urls["inventory_service"],
+        coupon_database_url=urls["coupon_service"],
+        notification_database_url=urls["notification_service"],
+        admin_token=ADMIN_TOKEN,
+    )
+
+
+def pipeline_of(client) -> dict:
+    response = client.get("/api/pipeline")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def queue_of(client, name: str) -> dict:
+    return {queue["name"]: queue for queue in pipeline_of(client)["queues"]}[name]
+
+
+def wait_for_queue(client, name: str, **expected) -> dict:
+    def matches() -> dict | None:
+        queue = queue_of(client, name)
+        return queue if all(queue[key] == value for key, value in expected.items()) else None
+
+    return wait_until(
+        matches, BROKER_WAIT, f"{name} to show {expected} (last: {queue_of(client, name)})"
+    )
+
+
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
+METRIC_TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
+
+
+def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample of a Prometheus text exposition; fails on any malformed line."""
+    samples = []
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            assert line.split()[3] in METRIC_TYPES, line
+        if not line or line.startswith("#"):
+            continue
+        match = SAMPLE.match(line)
+        assert match, f"not a sample line: {line!r}"
+        name, label_text, value = match.groups()
+        labels, position = {}, 0
+        while position < len(label_text or ""):
+            label = LABEL.match(label_text, position)
+            assert label, f"bad labels in {line!r}"
+            labels[label[1]] = label[2]
+            position = label.end()
+        samples.append((name, labels, float(value)))
+    return samples
+
+
+def metrics_of(client) -> list[tuple[str, dict[str, str], float]]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain; version=0.0.4")
+    return parse_metrics(response.get_data(as_text=True))
+
+
+def value_of(samples, name: str, **labels: str) -> float | None:
+    found = [v for n, ls, v in samples if n == name and labels.items() <= ls.items()]
+    assert len(found) <= 1, f"{name}{labels} matches several samples"
+    return found[0] if found else None
+
+
+def test_pipeline_lists_every_queue_and_follows_ready_unacked_consumers_and_dead_letters(
+    amqp_url, tmp_path
+):
+    settings = migrated_settings(tmp_path, amqp_url)
+    declare(amqp_url)
+    client = client_for(settings)
+
+    body = pipeline_of(client)
+    expected = [
+        pair for name in CONTRACT_QUEUES for pair in ((name, False), (f"{name}.dead", True))
+    ]
+    assert [(queue["name"], queue["dead"]) for queue in body["queues"]] == expected
+    assert all(set(queue) >= {"name", "ready", "unacked", "consumers"} for queue in body["queues"])
+    assert body["outbox"] == dict.fromkeys(SERVICES, 0)
+    assert body["flash_sale"] == {"accepted": 0, "dropped": 0}
+
+    for number in range(3):
+        publish_raw(amqp_url, "inventory.orders", f'{{"n": {number}}}'.encode())
+    wait_for_queue(client, "inventory.orders", ready=3, unacked=0, consumers=0)
+
+    connection = open_connection(amqp_url, "tests: holds one message")
+    try:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=1)
+        method, _properties, _body = next(
+            channel.consume("inventory.orders", inactivity_timeout=10)
+        )
+        assert method is not None, "no delivery from inventory.orders"
+        wait_for_queue(client, "inventory.orders", ready=2, unacked=1, consumers=1)
+
+        channel.basic_reject(method.delivery_tag, requeue=False)  # -> inventory.orders.dead
+        channel.cancel()
+    finally:
+        connection.close()
+    wait_for_queue(client, "inventory.orders.dead", ready=1)
+    wait_for_queue(client, "inventory.orders", ready=2, unacked=0, consumers=0)
+
+    samples = metrics_of(client)
+    assert value_of(samples, "shop_broker_up") == 1
+    assert value_of(samples, "shop_dead_letters", queue="inventory.orders") == 1
+    assert value_of(samples, "shop_queue_messages", queue="inventory.orders", state="ready") == 2
+    assert value_of(samples, "shop_queue_messages", queue="inventory.orders", state="unacked") == 0
+    assert value_of(samples, "shop_queue_consumers", queue="inventory.orders") == 0
+    for name in CONTRACT_QUEUES:
+        dead = 1 if name == "inventory.orders" else 0
+        assert value_of(samples, "shop_dead_letters", queue=name) == dead
+        assert value_of(samples, "shop_queue_messages", queue=f"{name}.dead", state="ready") == dead
+
+
+def test_without_the_management_api_queues_are_read_over_amqp_and_unacked_is_null(
+    amqp_url, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("RABBITMQ_MANAGEMENT_URL", NOTHING_LISTENS)
+    settings = migrated_settings(tmp_path, amqp_url)
+    declare(amqp_url)
+    client = client_for(settings)
+    publish_raw(amqp_url, "coupons.orders", b"{}")
+    publish_raw(amqp_url, "coupons.orders", b"{}")
+
+    wait_for_queue(client, "coupons.orders", ready=2, consumers=0)
+    assert all(queue["unacked"] is None for queue in pipeline_of(client)["queues"])
+    samples = metrics_of(client)
+    assert value_of(samples, "shop_queue_messages", queue="coupons.orders", state="ready") == 2
+    assert value_of(samples, "shop_queue_messages", queue="coupons.orders", state="unacked") is None
+
+
+def test_a_broker_that_cannot_be_reached_gives_503_and_metrics_still_answer(tmp_path, monkeypatch):
+    monkeypatch.setenv("RABBITMQ_MANAGEMENT_URL", NOTHING_LISTENS)
+    down = "amqp://guest:guest@127.0.0.1:1/%2F"
+    client = client_for(migrated_settings(tmp_path, down))
+
+    response = client.get("/api/pipeline")
+    assert response.status_code == 503
+    assert response.content_type == "application/problem+json"
+    assert "RabbitMQ" in response.get_json()["detail"]
+
+    samples = metrics_of(client)
+    assert value_of(samples, "shop_broker_up") == 0
+    assert value_of(samples, "shop_queue_messages", queue="inventory.orders") is None
+    assert value_of(samples, "shop_outbox_backlog", service="order_service") == 0
+    assert value_of(samples, "shop_http_requests_total", endpoint="/api/pipeline", status="503")
+
+
+def test_outbox_backlog_counts_unsent_events_until_the_relay_publishes_them(
+    database_url, amqp_url, tmp_path
+):
+    settings = migrated_settings(tmp_path, amqp_url, database_url)
+    declare(amqp_url)
+    client = client_for(settings)
+    assert client.post("/api/products", json=a_product("TEA-1"), headers=ADMIN).status_code == 201
+    assert client.post("/api/orders", json=an_order(("TEA-1", 1))).status_code == 201
+
+    assert pipeline_of(client)["outbox"] == {
+        "order_service": 2,  # product.created and order.created, not yet published
+        "inventory_service": 0,
+        "coupon_service": 0,
+        "notification_service": 0,
+    }
+    assert value_of(metrics_of(client), "shop_outbox_backlog", service="order_service") == 2
+
+    assert drain_outbox(settings) == 2
+    assert pipeline_of(client)["outbox"]["order_service"] == 0
+    assert value_of(metrics_of(client), "shop_outbox_backlog", service="order_service") == 0
+
+
+def test_handled_messages_are_counted_from_each_services_inbox(database_url, amqp_url, tmp_path):
+    from inventory_service.models import InventoryInbox
+
+    settings = migrated_settings(tmp_path, amqp_url, database_url)
+    declare(amqp_url)
+    engine = make_engine(settings.inventory_database_url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            for number in range(3):
+                session.add(
+                    InventoryInbox(
+                        queue="inventory.orders", message_id=f"m-{number}", message_type="t"
+                    )
+                )
+    finally:
+        engine.dispose()
+
+    samples = metrics_of(client_for(settings))
+    handled = [(labels, v) for n, labels, v in samples if n == "shop_messages_handled_total"]
+    assert handled == [({"service": "inventory_service", "queue": "inventory.orders"}, 3.0)]
+
+
+def test_a_database_that_is_down_or_not_migrated_is_null_not_an_error(amqp_url, tmp_path):
+    missing = tmp_path / "never-created.db"
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    settings = migrated_settings(tmp_path, amqp_url)
+    settings = settings.with_changes(
+        inventory_database_url=f"sqlite:///{missing}",
+        coupon_database_url="postgresql+psycopg://postgres@127.0.0.1:1/nothing",
+        notification_database_url=f"sqlite:///{empty}",
+    )
+    declare(amqp_url)
+    client = client_for(settings)
+
+    assert pipeline_of(client)["outbox"] == {
+        "order_service": 0,
+        "inventory_service": None,
+        "coupon_service": None,
+        "notification_service": None,
+    }
+    assert not missing.exists(), "reading the backlog created a database file"
+    samples = metrics_of(client)
+    backlogs = {ls["service"]: v for n, ls, v in samples if n == "shop_outbox_backlog"}
+    assert backlogs == {"order_service": 0}
+
+
+def test_metrics_count_http_requests_and_their_latency_per_route(amqp_url, tmp_path):
+    settings = migrated_settings(tmp_path, amqp_url)
+    declare(amqp_url)
+    client = client_for(settings)
+    client.get("/healthz")
+    client.get("/healthz")
+    client.get("/api/orders/no-such-order")
+    client.get("/no/such/page")
+
+    samples = metrics_of(client)
+    names = {name for name, _, _ in samples}
+    assert {
+        "shop_queue_messages",
+        "shop_queue_consumers",
+        "shop_dead_letters",
+        "shop_outbox_backlog",
+        "shop_http_requests_total",
+        "shop_http_request_duration_seconds_bucket",
+        "shop_http_request_duration_seconds_sum",
+        "shop_http_request_duration_seconds_count",
+    } <= names
+    requests = "shop_http_requests_total"
+    assert value_of(samples, requests, method="GET", endpoint="/healthz", status="200") == 2
+    assert value_of(samples, requests, endpoint="/api/orders/<order_id>", status="404") == 1
+    assert value_of(samples, requests, endpoint="<unmatched>", status="404") == 1
+
+    duration = "shop_http_request_duration_seconds"
+    buckets = [
+        (labels["le"], v)
+        for n, labels, v in samples
+        if n == f"{duration}_bucket" and labels["endpoint"] == "/healthz"
+    ]
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts), "histogram buckets must be cumulative"
+    assert buckets[-1] == ("+Inf", 2)
+    assert value_of(samples, f"{duration}_count", endpoint="/healthz") == 2
+    assert value_of(samples, f"{duration}_sum", endpoint="/healthz") > 0
+
+
+def shop_status(settings: Settings) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "AMQP_URL": settings.amqp_url,
+        "ORDER_DATABASE_URL": settings.order_database_url,
+        "INVENTORY_DATABASE_URL": settings.inventory_database_url,
+        "COUPON_DATABASE_URL": settings.coupon_database_url,
+        "NOTIFICATION_DATABASE_URL": settings.notification_database_url,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "shop", "status"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def rows_of(output: str) -> dict[str, list[str]]:
+    """The first column of each table row -> the row's other columns."""
+    return {line.split()[0]: line.split()[1:] for line in output.splitlines() if line.strip()}
+
+
+def test_shop_status_prints_every_queue_and_every_outbox_backlog(database_url, amqp_url, tmp_path):
+    settings = migrated_settings(tmp_path, amqp_url, database_url)
+    declare(amqp_url)
+    client = client_for(settings)
+    assert client.post("/api/products", json=a_product("TEA-1"), headers=ADMIN).status_code == 201
+    publish_raw(amqp_url, "notifications.sms", b"{}", pika.BasicProperties(message_id="x"))
+
+    def settled() -> dict[str, list[str]] | None:
+        result = shop_status(settings)
+        assert result.returncode == 0, result.stderr
+        rows = rows_of(result.stdout)
+        # ready, unacked, consumers, dead
+        return rows if rows["notifications.sms"] == ["1", "0", "0", "0"] else None
+
+    rows = wait_until(settled, BROKER_WAIT, "shop status to show notifications.sms ready 1")
+    for name in CONTRACT_QUEUES:
+        assert len(rows[name]) == 4, rows[name]
+    assert rows["order_service"] == ["1"]  # the product.created event
+    assert rows["inventory_service"] == ["0"]
+    assert rows["coupon_service"] == ["0"]
+    assert rows["notification_service"] == ["0"]
