@@ -59,7 +59,7 @@ ServiceTables = Mapping[str, tuple[Engine, str]]
 class QueueStatus:
     name: str
     ready: int | None  # None: unknown (the queue does not exist, or no statistics yet)
-    unacked: int | None  # None: unknown (the management API did not answer)
+    unacked: int | None  # None: unknown (no management API, or no statistics yet)
     consumers: int | None
     dead: bool  # a dead-letter queue `<work queue>.dead`
 

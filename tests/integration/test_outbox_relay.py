@@ -80,9 +80,7 @@ def test_a_committed_order_is_published_once_with_every_contract_property(
     assert len({e.properties.message_id for e in events}) == 3
 
 
-def test_a_rolled_back_transaction_publishes_nothing(
-    shop, amqp_url, start_in_thread, monkeypatch
-):
+def test_a_rolled_back_transaction_publishes_nothing(shop, amqp_url, start_in_thread, monkeypatch):
     _settings, client, engine = shop
     sessions = make_session_factory(engine)
     write_event = handlers.outbox.add
@@ -93,9 +91,7 @@ def test_a_rolled_back_transaction_publishes_nothing(
 
     monkeypatch.setattr(handlers.outbox, "add", write_then_fail)
     with pytest.raises(RuntimeError):
-        handlers.place_order(
-            sessions, OrderIn.model_validate(an_order(("TEA-1", 5))), coupons=None
-        )
+        handlers.place_order(sessions, OrderIn.model_validate(an_order(("TEA-1", 5))), coupons=None)
     monkeypatch.undo()
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Order)) == 0
