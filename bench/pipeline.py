@@ -122,7 +122,8 @@ MAX_IN_FLIGHT = 256  # the generator's open connections; beyond, requests wait (
 REQUEST_TIMEOUT = 10.0
 START_SECONDS = 60.0  # for `shop up` and gunicorn to answer
 DRAIN_BEFORE_SECONDS = 120.0  # a failed trial's backlog must be gone before the next trial
-SAMPLE_INTERVAL = 0.25
+SAMPLE_INTERVAL = 0.25  # queue depths
+WAIT_INTERVAL = 0.05  # thread states
 PREFETCH = 20  # QueueWorker's default; raw pika uses the same
 
 BARE_APP = "bench.pipeline:bare_app()"
@@ -322,29 +323,35 @@ def offer_load(
     return LoadRun(rate, duration, replies, elapsed, lag_p99, cpu)
 
 
-# --- CPU per process, from /proc ----------------------------------------------------------------
+# --- CPU and waits per process, from /proc -------------------------------------------------------
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def proc_stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name (state, ppid, ..., utime, stime)."""
+def proc_stat(path: Path) -> list[str] | None:
+    """The fields of a /proc/.../stat after the command name: state, ppid, ..., utime, stime."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return path.read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = proc_stat(pid)
+    fields = proc_stat(Path(f"/proc/{pid}/stat"))
     return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
 
 
 def descendants(root: int) -> list[int]:
     """Every process below `root` (children, their children, ...)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := proc_stat(int(entry.name))) is not None:
+        if entry.name.isdigit() and (fields := proc_stat(entry / "stat")) is not None:
             children.setdefault(int(fields[1]), []).append(int(entry.name))
     found, todo = [], [root]
     while todo:
@@ -379,7 +386,7 @@ def rabbitmq_pids() -> list[int]:
 
 
 def watched_processes(root: int | None) -> dict[int, str]:
-    """The processes whose CPU a trial reports: the server's, RabbitMQ and this one."""
+    """The processes a trial reports on: the server's, RabbitMQ and this one."""
     watched = {os.getpid(): "load generator (this process)"}
     for pid in rabbitmq_pids():
         watched[pid] = "RabbitMQ (beam.smp)"
@@ -394,21 +401,84 @@ def watched_processes(root: int | None) -> dict[int, str]:
     return watched
 
 
+OTHERS = "other processes on the machine"
+
+
 class CpuMeter:
-    """CPU use of some processes over a stretch of wall time, in % of one core."""
+    """CPU use of some processes, and of the whole machine, over a stretch of wall time."""
 
     def __init__(self, processes: dict[int, str]) -> None:
         self.processes = processes
         self.started = time.monotonic()
+        self.machine_before = machine_busy_seconds()
         self.before = {pid: cpu_seconds(pid) for pid in processes}
 
     def percent(self) -> dict[str, float]:
+        """% of one core per process label, plus OTHERS: what the rest of the machine used."""
         seconds = time.monotonic() - self.started
         usage: dict[str, float] = {}
         for pid, label in self.processes.items():
             used = cpu_seconds(pid) - self.before[pid]
             usage[label] = usage.get(label, 0.0) + 100 * used / seconds
+        machine = 100 * (machine_busy_seconds() - self.machine_before) / seconds
+        usage[OTHERS] = max(0.0, machine - sum(usage.values()))
         return usage
+
+
+# What a thread is doing, from its state and the kernel function it sleeps in (wchan).
+# SQLite's busy handler sleeps (usleep: nanosleep) while another connection holds the write
+# lock; nothing else in the shop's hot paths calls sleep. A thread waiting for the GIL
+# waits on a futex, as does an idle thread (Event.wait, join).
+WAIT_KINDS = ["running", "sqlite lock sleep", "futex (GIL/idle)", "socket wait", "other"]
+
+
+def wait_kind(state: str, wchan: str) -> str:
+    if state == "R":
+        return "running"
+    if "nanosleep" in wchan:
+        return "sqlite lock sleep"
+    if "futex" in wchan:
+        return "futex (GIL/idle)"
+    if any(word in wchan for word in ("poll", "select", "accept", "sk_wait", "wait_for_data")):
+        return "socket wait"
+    return "other"
+
+
+class WaitSampler:
+    """Samples what every thread of some processes is doing, every WAIT_INTERVAL seconds."""
+
+    def __init__(self, processes: dict[int, str]) -> None:
+        self.processes = processes
+        self.counts: dict[str, dict[str, int]] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wait sampler", daemon=True)
+
+    def __enter__(self) -> WaitSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(WAIT_INTERVAL):
+            self.samples += 1
+            for pid, label in self.processes.items():
+                counts = self.counts.setdefault(label, dict.fromkeys(WAIT_KINDS, 0))
+                for task in Path(f"/proc/{pid}/task").glob("*"):
+                    with suppress(OSError, TypeError):
+                        state = proc_stat(task / "stat")[0]  # type: ignore[index]
+                        counts[wait_kind(state, (task / "wchan").read_text())] += 1
+
+    def percent(self) -> dict[str, dict[str, float]]:
+        """Per process, % of one thread's time in each kind (threads add up, like CPU %)."""
+        whole = max(1, self.samples)
+        return {
+            label: {kind: 100 * count / whole for kind, count in counts.items()}
+            for label, counts in self.counts.items()
+        }
 
 
 # --- Trials: one fixed-rate run and its verdict ----------------------------------------------

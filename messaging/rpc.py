@@ -4,8 +4,9 @@ Client: publishes the request into the server's queue with `reply_to` set to Rab
 direct reply-to pseudo-queue (`amq.rabbitmq.reply-to`: no reply queue to declare or
 clean up) and a fresh `correlation_id`, then waits for the reply with that id. The
 request carries an `expiration` equal to the timeout, so a server that comes back late
-does not act on a question nobody is waiting for. A reply that arrives after the
-timeout is recognised by its correlation id and dropped.
+does not act on a question nobody is waiting for: the broker drops it from the queue, and
+the server drops one it had already prefetched. A reply that arrives after the timeout
+is recognised by its correlation id and dropped.
 
 Server: a QueueWorker that answers each request on its `reply_to` with the same
 `correlation_id` and a body `{"ok": true, ...}` or `{"ok": false, "error": ...}`. A
@@ -142,6 +143,12 @@ class RpcServer(QueueWorker):
             self.stats.dead_lettered += 1
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
+        if _expired(properties):
+            # The caller gave up already; acting now (say, reserving a coupon) would only
+            # leave a reservation nobody waits for. Seconds-resolution timestamps: ±1 s.
+            log.warning("%s: stale %s request dropped", self.queue, properties.type, extra=extra)
+            channel.basic_ack(method.delivery_tag)
+            return
         reply = self.answer(properties.type, body, extra)
         channel.basic_publish(
             exchange="",
@@ -180,3 +187,13 @@ class RpcServer(QueueWorker):
         except Exception:
             log.exception("%s: failed answering %s", self.queue, request_type, extra=extra)
             return {"ok": False, "error": "internal error"}
+
+
+def _expired(properties: pika.BasicProperties) -> bool:
+    if not properties.expiration or not properties.timestamp:
+        return False
+    try:
+        ttl = int(properties.expiration) / 1000
+    except ValueError:
+        return False
+    return time.time() > properties.timestamp + ttl + 1
