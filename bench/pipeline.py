@@ -488,7 +488,8 @@ class WaitSampler:
 class Trial:
     rate: float
     load: LoadRun
-    cpu: dict[str, float]
+    cpu: dict[str, float]  # % of one core per process
+    waits: dict[str, dict[str, float]]  # per process, % of a thread's time per WAIT_KINDS
     max_queued: int | None = None  # ready messages over all work queues, highest sample
     drained_after: float | None = None  # seconds after the last answer until all settled
     problems: list[str] = field(default_factory=list)
@@ -647,9 +648,12 @@ def running(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Itera
 
 
 def bare_trial(port: int, pid: int, rate: float, duration: float, max_http_p99: float) -> Trial:
-    meter = CpuMeter(watched_processes(pid))
-    load = offer_load(port, post_request(port, "/api/orders", ORDER), rate, duration)
-    return Trial(rate, load, meter.percent(), problems=http_problems(load, max_http_p99))
+    processes = watched_processes(pid)
+    meter = CpuMeter(processes)
+    with WaitSampler(processes) as waits:
+        load = offer_load(port, post_request(port, "/api/orders", ORDER), rate, duration)
+    problems = http_problems(load, max_http_p99)
+    return Trial(rate, load, meter.percent(), waits.percent(), problems=problems)
 
 
 def measure_bare(args: argparse.Namespace, folder: Path) -> Search:
@@ -806,12 +810,14 @@ def pipeline_trial(
     if shop.wait_drained(DRAIN_BEFORE_SECONDS) is None:
         raise BenchFailure(f"the pipeline did not drain within {DRAIN_BEFORE_SECONDS:.0f} s")
     raw_request = post_request(shop.port, "/api/orders", ORDER)
-    meter = CpuMeter(watched_processes(shop.pid))
-    with DepthSampler(shop.amqp_url) as depths:
+    processes = watched_processes(shop.pid)
+    meter = CpuMeter(processes)
+    with DepthSampler(shop.amqp_url) as depths, WaitSampler(processes) as waits:
         load = offer_load(shop.port, raw_request, rate, duration, want_ids)
     cpu = meter.percent()
     drained_after = shop.wait_drained(args.settle)
-    trial = Trial(rate, load, cpu, max(depths.samples, default=0), drained_after)
+    queued = max(depths.samples, default=0)
+    trial = Trial(rate, load, cpu, waits.percent(), queued, drained_after)
     trial.problems = http_problems(load, args.max_http_p99)
     if trial.max_queued > MAX_QUEUED_SECONDS * rate:
         trial.problems.append(f"{trial.max_queued} messages queued")
@@ -1385,28 +1391,28 @@ def print_notes(
         )
 
 
-def print_cpu(pipeline: Search | None, bare: Search | None) -> None:
-    """Which process was busy at the highest passing and the first failing rate."""
-    for name, search in (("pipeline", pipeline), ("bare", bare)):
-        if search is None or search.best is None:
-            continue
-        columns = [trial for trial in (search.best, search.failed) if trial is not None]
-        heads = "".join(
-            f"  {trial.rate:>5.0f}/s {'ok' if trial.passed else 'FAIL':>4}" for trial in columns
-        )
-        print(
-            f"\n  CPU during the {name} runs, % of one core (a Python process tops out near 100):"
-        )
-        print(f"    {'process':<34}{heads}")
-        labels = sorted(
-            {label for trial in columns for label in trial.cpu},
-            key=lambda label: -columns[-1].cpu.get(label, 0.0),
-        )
-        for label in labels:
-            cells = "".join(f"  {trial.cpu.get(label, 0.0):>12.0f}" for trial in columns)
-            print(f"    {label:<34}{cells}")
-        totals = "".join(f"  {sum(trial.cpu.values()):>12.0f}" for trial in columns)
-        print(f"    {'total (of ' + str(100 * (os.cpu_count() or 1)) + ')':<34}{totals}")
+def print_cpu(name: str, search: Search | None) -> None:
+    """CPU per process at the highest passing and the first failing rate, and at the
+    failing rate what each process's threads were doing (sampled from /proc)."""
+    if search is None or search.best is None:
+        return
+    trials = [trial for trial in (search.best, search.failed) if trial is not None]
+    last = trials[-1]
+    print(
+        f"\n  {name}: CPU in % of one core (one Python process can use ~100 at most), and at "
+        f"{last.rate:.0f}/s what its threads did, in % of one thread (threads add up):"
+    )
+    heads = "".join(f"{f'CPU {trial.rate:.0f}/s':>12}" for trial in trials)
+    kinds = "".join(f"{kind:>18}" for kind in WAIT_KINDS[:4])
+    print(f"    {'process':<31}{heads}{kinds}")
+    labels = sorted(last.cpu, key=lambda label: -last.cpu[label])
+    for label in labels:
+        cpu = "".join(f"{trial.cpu.get(label, 0.0):>12.0f}" for trial in trials)
+        waits = last.waits.get(label)
+        kinds = "".join(f"{waits[kind]:>18.0f}" for kind in WAIT_KINDS[:4]) if waits else ""
+        print(f"    {label:<31}{cpu}{kinds}")
+    totals = "".join(f"{sum(trial.cpu.values()):>12.0f}" for trial in trials)
+    print(f"    {f'machine total (of {100 * (os.cpu_count() or 1)})':<31}{totals}")
 
 
 # --- Main ---------------------------------------------------------------------------------------
@@ -1475,7 +1481,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print_table(pipeline, bare, latency, consumers)
     print_notes(pipeline, bare, latency, consumers)
-    print_cpu(pipeline, bare)
+    print_cpu("(a) pipeline", pipeline)
+    print_cpu("(a) bare endpoint", bare)
     missed = [result for result in consumers if result.ratio < CONSUMER_GOAL]
     if missed and not args.no_profile:
         worst = min(missed, key=lambda result: result.ratio)

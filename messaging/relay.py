@@ -86,11 +86,20 @@ class OutboxRelay:
             except (*CONNECTION_ERRORS, PublishFailed) as error:
                 delay = backoff.next_delay()
                 log.warning(
-                    "relay %s lost the broker (%s: %s); unsent rows stay in the outbox; "
+                    "%s lost the broker (%s: %s); unsent rows stay in the outbox; "
                     "reconnecting in %.1f s",
                     self.name,
                     type(error).__name__,
                     error,
+                    delay,
+                )
+                stop.wait(delay)
+            except DBAPIError as error:  # locked, restarting, unreachable: it will pass
+                delay = backoff.next_delay()
+                log.warning(
+                    "%s cannot use its database (%s); retrying in %.1f s",
+                    self.name,
+                    error.orig,
                     delay,
                 )
                 stop.wait(delay)

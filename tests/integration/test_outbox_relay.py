@@ -171,3 +171,22 @@ def test_two_relays_share_a_postgresql_outbox_without_publishing_twice(
     events = take_all(amqp_url, "inventory.orders", expected=2001)
     assert len(events) == 2001
     assert len({e.properties.message_id for e in events}) == 2001
+
+
+def test_a_relay_waits_out_a_database_that_is_not_there_yet(
+    database_url, amqp_url, start_in_thread, caplog
+):
+    declare(amqp_url)
+    engine = make_engine(database_url)  # not migrated: every query fails for now
+    running = start_in_thread(relay_for(engine, amqp_url))
+    wait_until(
+        lambda: "cannot use its database" in caplog.text, what="the relay to report the database"
+    )
+    assert running.thread.is_alive(), "a database fault must not kill the relay"
+
+    settings = order_settings(database_url, amqp_url)  # the database comes back
+    client = client_for(settings)
+    assert client.post("/api/products", json=a_product("LATE-1"), headers=ADMIN).status_code == 201
+    (event,) = take_all(amqp_url, "inventory.orders", expected=1, timeout=60)
+    assert event.properties.type == "product.created"
+    engine.dispose()
