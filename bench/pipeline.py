@@ -224,6 +224,7 @@ def ready_messages(channel: pika.adapters.blocking_connection.BlockingChannel) -
 
 @dataclass
 class Reply:
+    due: float  # seconds after the run's start when the request was due
     sent_at: float  # wall clock (time.time()) when the request went out
     latency: float  # seconds from when the request was due until its answer was read
     status: int  # the HTTP status; 0 for a connection error or a timeout
@@ -235,9 +236,8 @@ class LoadRun:
     rate: float
     duration: float
     replies: list[Reply]
-    elapsed: float  # from the first request's due time until the last answer
     lag_p99: float  # how late the generator itself started requests
-    cpu_seconds: float  # CPU time this process spent (the generator, mostly)
+    cpu_seconds: float  # CPU time the generator's thread spent
 
     @property
     def ok(self) -> int:
@@ -249,8 +249,11 @@ class LoadRun:
 
     @property
     def achieved(self) -> float:
-        """Answers per second: the offered rate when the server keeps up, less when not."""
-        return self.ok / max(self.elapsed, self.duration)
+        """201 answers per second during the run: the offered rate if the server keeps up."""
+        in_time = [
+            r for r in self.replies if r.status == 201 and r.due + r.latency <= self.duration
+        ]
+        return len(in_time) / self.duration
 
     def latency(self, fraction: float) -> float:
         return percentile([reply.latency for reply in self.replies], fraction)
@@ -280,8 +283,9 @@ async def exchange(port: int, raw_request: bytes) -> tuple[int, bytes]:
 
 
 async def one_request(
-    port: int, raw_request: bytes, due: float, slots: asyncio.Semaphore, want_id: bool
+    port: int, raw_request: bytes, start: float, due: float, slots: asyncio.Semaphore, want_id: bool
 ) -> Reply:
+    """One request, due at loop time `start + due`; waits for a free slot first."""
     loop = asyncio.get_running_loop()
     async with slots:
         sent_at = time.time()
@@ -291,36 +295,35 @@ async def one_request(
         except (OSError, TimeoutError, ValueError, IndexError):
             status, body = 0, b""
     order_id = json.loads(body)["id"] if want_id and status == 201 else None
-    return Reply(sent_at, loop.time() - due, status, order_id)
+    return Reply(due, sent_at, loop.time() - start - due, status, order_id)
 
 
 async def offer_load_async(
     port: int, raw_request: bytes, rate: float, duration: float, want_ids: bool
-) -> tuple[list[Reply], float, float]:
-    """Start round(rate * duration) requests, request i at start + i / rate."""
+) -> tuple[list[Reply], float]:
+    """Start round(rate * duration) requests, request i at i / rate seconds after the start."""
     loop = asyncio.get_running_loop()
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     start = loop.time() + 0.05
     tasks, lags = [], []
     for i in range(round(rate * duration)):
-        due = start + i / rate
-        if due > loop.time():
-            await asyncio.sleep(due - loop.time())
-        lags.append(loop.time() - due)
-        tasks.append(asyncio.create_task(one_request(port, raw_request, due, slots, want_ids)))
+        due = i / rate
+        if start + due > loop.time():
+            await asyncio.sleep(start + due - loop.time())
+        lags.append(loop.time() - start - due)
+        request = one_request(port, raw_request, start, due, slots, want_ids)
+        tasks.append(asyncio.create_task(request))
     replies = await asyncio.gather(*tasks)
-    return list(replies), loop.time() - start, percentile(lags, 0.99)
+    return list(replies), percentile(lags, 0.99)
 
 
 def offer_load(
     port: int, raw_request: bytes, rate: float, duration: float, want_ids: bool = False
 ) -> LoadRun:
-    cpu_before = time.process_time()
-    replies, elapsed, lag_p99 = asyncio.run(
-        offer_load_async(port, raw_request, rate, duration, want_ids)
-    )
-    cpu = time.process_time() - cpu_before
-    return LoadRun(rate, duration, replies, elapsed, lag_p99, cpu)
+    cpu_before = time.thread_time()
+    replies, lag_p99 = asyncio.run(offer_load_async(port, raw_request, rate, duration, want_ids))
+    cpu = time.thread_time() - cpu_before
+    return LoadRun(rate, duration, replies, lag_p99, cpu)
 
 
 # --- CPU and waits per process, from /proc -------------------------------------------------------
@@ -387,9 +390,9 @@ def rabbitmq_pids() -> list[int]:
 
 def watched_processes(root: int | None) -> dict[int, str]:
     """The processes a trial reports on: the server's, RabbitMQ and this one."""
-    watched = {os.getpid(): "load generator (this process)"}
+    watched = {os.getpid(): "this process (load generator)"}
     for pid in rabbitmq_pids():
-        watched[pid] = "RabbitMQ (beam.smp)"
+        watched[pid] = RABBITMQ
     if root is not None:
         watched[root] = process_label(root)
         for pid in descendants(root):
@@ -402,6 +405,7 @@ def watched_processes(root: int | None) -> dict[int, str]:
 
 
 OTHERS = "other processes on the machine"
+RABBITMQ = "RabbitMQ (beam.smp)"
 
 
 class CpuMeter:
@@ -466,6 +470,8 @@ class WaitSampler:
         while not self._stop.wait(WAIT_INTERVAL):
             self.samples += 1
             for pid, label in self.processes.items():
+                if pid == os.getpid() or label == RABBITMQ:
+                    continue  # this process: the sampler would see itself; beam: idle threads
                 counts = self.counts.setdefault(label, dict.fromkeys(WAIT_KINDS, 0))
                 for task in Path(f"/proc/{pid}/task").glob("*"):
                     with suppress(OSError, TypeError):
@@ -1293,13 +1299,19 @@ def verdict(met: bool) -> str:
     return "goal met" if met else "goal NOT met"
 
 
+COLUMN_WIDTHS = [46, 14, 18, 6, 10, 13]
+
+
 def table_row(cells: list[str]) -> str:
-    widths = [44, 14, 18, 6, 10, 13]
     padded = [
         cell.ljust(width) if index == 0 else cell.rjust(width)
-        for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        for index, (cell, width) in enumerate(zip(cells, COLUMN_WIDTHS, strict=True))
     ]
     return "| " + " | ".join(padded) + " |"
+
+
+def best_rate(search: Search | None) -> float:
+    return search.best.rate if search is not None and search.best is not None else 0.0
 
 
 def print_table(
@@ -1310,20 +1322,20 @@ def print_table(
 ) -> None:
     print()
     print(table_row(["measurement", "shop", "baseline", "ratio", "goal", "verdict"]))
-    print("|" + "|".join("-" * (w + 2) for w in [44, 14, 18, 6, 10, 13]) + "|")
-    if pipeline is not None and bare is not None:
-        shop_rate = pipeline.best.rate if pipeline.best else 0.0
-        bare_rate = bare.best.rate if bare.best else 0.0
-        ratio = shop_rate / bare_rate if bare_rate else 0.0
+    print("|" + "|".join("-" * (width + 2) for width in COLUMN_WIDTHS) + "|")
+    if pipeline is not None or bare is not None:
+        shop_rate, bare_rate = best_rate(pipeline), best_rate(bare)
+        both = pipeline is not None and bare is not None and bare_rate > 0
+        ratio = shop_rate / bare_rate if both else 0.0
         print(
             table_row(
                 [
                     "(a) sustained POST /api/orders rate",
-                    f"{shop_rate:.0f} orders/s",
-                    f"{bare_rate:.0f} req/s bare",
-                    f"{ratio:.2f}",
+                    f"{shop_rate:.0f} orders/s" if pipeline is not None else "-",
+                    f"{bare_rate:.0f} req/s bare" if bare is not None else "-",
+                    f"{ratio:.2f}" if both else "-",
                     f">= {PIPELINE_GOAL}",
-                    verdict(ratio >= PIPELINE_GOAL),
+                    verdict(ratio >= PIPELINE_GOAL) if both else "-",
                 ]
             )
         )
@@ -1435,20 +1447,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-http-p99", type=float, default=0.5, help="HTTP p99 bound, seconds (0.5)"
     )
     parser.add_argument("--messages", type=int, default=2000, help="N per consumer (2000)")
-    parser.add_argument("--only", choices=["http", "consumers"], help="run (a)+(b) or (c) alone")
+    parser.add_argument(
+        "--only",
+        choices=["pipeline", "bare", "consumers"],
+        action="append",
+        help="run only this part: pipeline ((a) and (b)), bare, consumers ((c)); repeatable",
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip cProfile on a miss")
     return parser.parse_args(argv)
 
 
-def run_http(args: argparse.Namespace) -> tuple[Search, Search, Latency | None]:
+def run_http(args: argparse.Namespace, parts: set[str]) -> tuple[Search | None, ...]:
+    pipeline = latency = bare = None
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as name:
         folder = Path(name)
-        (folder / "shop").mkdir()
-        (folder / "bare").mkdir()
-        print("(a) pipeline: `shop up`, doubling then bisecting the order rate ...", flush=True)
-        pipeline, latency = measure_pipeline(args, folder / "shop")
-        print("(a) bare endpoint, same gunicorn command ...", flush=True)
-        bare = measure_bare(args, folder / "bare")
+        if "pipeline" in parts:
+            print("(a) pipeline: `shop up`, doubling then bisecting the order rate ...", flush=True)
+            (folder / "shop").mkdir()
+            pipeline, latency = measure_pipeline(args, folder / "shop")
+        if "bare" in parts:
+            print("(a) bare endpoint, the same gunicorn command line ...", flush=True)
+            (folder / "bare").mkdir()
+            bare = measure_bare(args, folder / "bare")
     return pipeline, bare, latency
 
 
@@ -1471,10 +1491,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     pipeline = bare = latency = None
     consumers: list[ConsumerResult] = []
+    parts = set(args.only or ["pipeline", "bare", "consumers"])
     try:
-        if args.only != "consumers":
-            pipeline, bare, latency = run_http(args)
-        if args.only != "http":
+        if parts & {"pipeline", "bare"}:
+            pipeline, bare, latency = run_http(args, parts)
+        if "consumers" in parts:
             consumers = run_consumers(args)
     except BenchFailure as failure:
         print(f"FAIL: {failure}")

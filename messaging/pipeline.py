@@ -10,7 +10,7 @@ and `unacked` null. A queue that does not exist has nulls. Where the broker cann
 reached at all it raises `BrokerUnavailable`.
 
 The management API is at `http://<AMQP host>:15672` with the AMQP URL's user and
-password, unless RABBITMQ_MANAGEMENT_URL says otherwise (for example
+password, unless the setting RABBITMQ_MANAGEMENT_URL says otherwise (for example
 `https://user:secret@rabbit.example:15671`; credentials in it win over the AMQP URL's).
 
 `outbox_backlogs()` and `handled_messages()` count rows of the services' outbox and inbox
@@ -24,7 +24,6 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import os
 import urllib.error
 import urllib.request
 from base64 import b64encode
@@ -79,10 +78,12 @@ def queue_names() -> list[tuple[str, bool]]:
     return names
 
 
-def read_queues(amqp_url: str, *, timeout: float = TIMEOUT_SECONDS) -> list[QueueStatus]:
+def read_queues(
+    amqp_url: str, management: str | None = None, *, timeout: float = TIMEOUT_SECONDS
+) -> list[QueueStatus]:
     """Every work and dead-letter queue; raises BrokerUnavailable if nothing answers."""
     try:
-        stats = management_stats(amqp_url, timeout=timeout)
+        stats = management_stats(amqp_url, management, timeout=timeout)
     except ManagementUnavailable as error:
         log.debug("management API unavailable (%s); asking over AMQP", error)
         stats = {}
@@ -96,10 +97,8 @@ def read_queues(amqp_url: str, *, timeout: float = TIMEOUT_SECONDS) -> list[Queu
     ]
 
 
-def management_url(amqp_url: str, environ: Mapping[str, str] | None = None) -> str:
-    """RABBITMQ_MANAGEMENT_URL, else http://<the AMQP URL's host>:15672."""
-    env = os.environ if environ is None else environ
-    override = env.get("RABBITMQ_MANAGEMENT_URL")
+def management_url(amqp_url: str, override: str | None = None) -> str:
+    """The configured management URL, else http://<the AMQP URL's host>:15672."""
     if override:
         return override.rstrip("/")
     host = urlsplit(amqp_url).hostname or "localhost"
@@ -109,10 +108,10 @@ def management_url(amqp_url: str, environ: Mapping[str, str] | None = None) -> s
 
 
 def management_stats(
-    amqp_url: str, *, timeout: float = TIMEOUT_SECONDS, environ: Mapping[str, str] | None = None
+    amqp_url: str, management: str | None = None, *, timeout: float = TIMEOUT_SECONDS
 ) -> dict[str, dict[str, int | None]]:
     """{queue: {ready, unacked, consumers}} of the AMQP URL's vhost, from the management API."""
-    base = urlsplit(management_url(amqp_url, environ))
+    base = urlsplit(management_url(amqp_url, management))
     amqp = urlsplit(amqp_url)
     user = unquote(base.username or amqp.username or "guest")
     password = unquote(base.password or amqp.password or "guest")

@@ -26,6 +26,7 @@ class Settings:
     admin_token: str | None = None
     flash_sale_queue_limit: int = 1000
     sms_gateway_url: str | None = None
+    rabbitmq_management_url: str | None = None  # default: http://<AMQP host>:15672
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +49,7 @@ class Settings:
                 env, "FLASH_SALE_QUEUE_LIMIT", defaults.flash_sale_queue_limit
             ),
             sms_gateway_url=env.get("SMS_GATEWAY_URL") or None,
+            rabbitmq_management_url=env.get("RABBITMQ_MANAGEMENT_URL") or None,
         )
 
     def with_changes(self, **changes: object) -> Settings:

@@ -162,7 +162,7 @@ def _ops() -> Ops:
 def pipeline_status() -> Response:
     ops = _ops()
     try:
-        queues = pipeline.read_queues(ops.settings.amqp_url)
+        queues = pipeline.read_queues(ops.settings.amqp_url, ops.settings.rabbitmq_management_url)
     except BrokerUnavailable as error:
         log.warning("GET /api/pipeline: %s", error, extra={"correlation_id": g.get("request_id")})
         return problem(
@@ -179,7 +179,7 @@ def pipeline_status() -> Response:
 def metrics() -> Response:
     ops = _ops()
     try:
-        queues = pipeline.read_queues(ops.settings.amqp_url)
+        queues = pipeline.read_queues(ops.settings.amqp_url, ops.settings.rabbitmq_management_url)
     except BrokerUnavailable:
         queues = None
     lines = [

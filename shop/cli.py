@@ -149,7 +149,10 @@ def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
     try:
         with channel_for(settings.amqp_url, "shop status") as channel:
             declare_topology(channel, settings.flash_sale_queue_limit)
-        queues = {queue.name: queue for queue in pipeline.read_queues(settings.amqp_url)}
+        queues = {
+            queue.name: queue
+            for queue in pipeline.read_queues(settings.amqp_url, settings.rabbitmq_management_url)
+        }
     except BrokerUnavailable as error:
         print(broker_help(error), file=sys.stderr)
         failed = True
@@ -162,7 +165,9 @@ def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
                 f"{_count(work.consumers):>9} {_count(dead.ready):>6}"
             )
         if any(queue.unacked is None for queue in queues.values()):
-            management = pipeline.management_url(settings.amqp_url)
+            management = pipeline.management_url(
+                settings.amqp_url, settings.rabbitmq_management_url
+            )
             print(
                 f"(-: unknown. unacked comes from the management API at {management}, "
                 "which did not answer or has no statistics yet)"

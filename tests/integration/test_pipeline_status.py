@@ -3,7 +3,6 @@ its own per test) and real databases: the numbers follow what is put into the qu
 and the outboxes. The management API refreshes its statistics every few seconds, so
 every check of a broker number waits for it with a deadline."""
 
-import os
 import re
 import sqlite3
 import subprocess
@@ -15,10 +14,11 @@ import pytest
 
 from messaging.connection import open_connection
 from messaging.database import make_engine, make_session_factory
-from messaging.migrations import upgrade
 from messaging.settings import Settings
+from shop.processes import SERVICE_DATABASES
 from tests.support.amqp import declare, publish_raw, wait_until
-from tests.support.orders import ADMIN, ADMIN_TOKEN, a_product, an_order, client_for, drain_outbox
+from tests.support.orders import ADMIN, a_product, an_order, client_for, drain_outbox
+from tests.support.pipeline import environment, pipeline_settings
 
 pytestmark = pytest.mark.integration
 
@@ -35,27 +35,15 @@ CONTRACT_QUEUES = [
     "coupons.rpc",
     "flash-sale.requests",
 ]
-SERVICES = ["order_service", "inventory_service", "coupon_service", "notification_service"]
+SERVICES = list(SERVICE_DATABASES)
 NOTHING_LISTENS = "http://127.0.0.1:9"  # the discard port: connection refused
 
 
 def migrated_settings(tmp_path: Path, amqp_url: str, database_url: str = "sqlite") -> Settings:
-    """Four migrated databases: a SQLite file per service, or the one PostgreSQL database
-    shared by all four (their table names never collide)."""
-    if database_url.startswith("sqlite"):
-        urls = {service: f"sqlite:///{tmp_path / f'{service}.db'}" for service in SERVICES}
-    else:
-        urls = dict.fromkeys(SERVICES, database_url)
-    for service, url in urls.items():
-        upgrade(service, url)
-    return Settings(
-        amqp_url=amqp_url,
-        order_database_url=urls["order_service"],
-        inventory_database_url=urls["inventory_service"],
-        coupon_database_url=urls["coupon_service"],
-        notification_database_url=urls["notification_service"],
-        admin_token=ADMIN_TOKEN,
-    )
+    """Four migrated databases (see tests/support/pipeline.py)."""
+    if database_url == "sqlite":
+        database_url = f"sqlite:///{tmp_path / 'unused.db'}"
+    return pipeline_settings(tmp_path, database_url, amqp_url)
 
 
 def pipeline_of(client) -> dict:
@@ -309,14 +297,7 @@ def test_metrics_count_http_requests_and_their_latency_per_route(amqp_url, tmp_p
 
 
 def shop_status(settings: Settings) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "AMQP_URL": settings.amqp_url,
-        "ORDER_DATABASE_URL": settings.order_database_url,
-        "INVENTORY_DATABASE_URL": settings.inventory_database_url,
-        "COUPON_DATABASE_URL": settings.coupon_database_url,
-        "NOTIFICATION_DATABASE_URL": settings.notification_database_url,
-    }
+    env = environment(settings)
     return subprocess.run(
         [sys.executable, "-m", "shop", "status"],
         cwd=REPO,

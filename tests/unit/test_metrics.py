@@ -77,4 +77,5 @@ def test_unknown_numbers_are_left_out_rather_than_written_as_zero():
 def test_the_management_api_is_on_the_brokers_host_unless_told_otherwise(
     amqp_url, environ, expected
 ):
-    assert management_url(amqp_url, environ) == expected
+    configured = Settings.from_env(environ).rabbitmq_management_url
+    assert management_url(amqp_url, configured) == expected

@@ -25,8 +25,10 @@ def test_every_variable_is_read():
             "SHOP_ADMIN_TOKEN": "secret",
             "FLASH_SALE_QUEUE_LIMIT": "50",
             "SMS_GATEWAY_URL": "http://sms.local/send",
+            "RABBITMQ_MANAGEMENT_URL": "http://broker:15672",
         }
     )
+    assert settings.rabbitmq_management_url == "http://broker:15672"
     assert settings.amqp_url == "amqp://u:p@broker:5672/shop"
     assert settings.order_database_url == "postgresql+psycopg://db/orders"
     assert settings.http_port == 9000
