@@ -25,6 +25,7 @@ test-unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.outbox
+	$(BIN)/python -m bench.pipeline
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ One run measures three things and prints one table.
       - within --settle seconds after the last POST every order was CONFIRMED, every work
         queue was empty and every service's outbox was published.
     R starts at --pipeline-start, doubles while it passes, then is bisected between the
-    last pass and the first failure (--refine-steps times).
+    highest pass and the lowest failure (--refine-steps times).
     Beside it, the same search runs against a *bare* endpoint: a tiny Flask app (bare_app()
     below) that validates the same JSON with order_service.schemas.OrderIn and inserts one
     row into one SQLite table, served by the same gunicorn command line as the shop's web
@@ -38,14 +38,25 @@ TCP connection per request (gunicorn's sync workers close the connection after e
 answer). The output gives its ceiling: the CPU time it spends per request, and so the most
 requests per second it could offer with one core to itself.
 
-How to read it: the machine has few cores (`nproc`), and the load generator, RabbitMQ and
-every process of the shop share them, so every number here is "on this machine, with the
-generator competing". Each trial prints a line as it runs; the CPU table shows which
-process was busy at the highest passing rate and at the first failing one (a Python process
-near 100 % is bound by its GIL: its threads cannot use a second core). If a goal is missed,
-the consumers are profiled with cProfile in this process and the time is split by layer.
+How to read it: the machine has few cores (`nproc`), and the load generator, RabbitMQ, the
+server's processes and anything else running on the machine share them, so every number
+is "on this machine, with the generator competing". Each trial prints a line as it runs.
+After the table:
+  - for (a), a CPU table per search: each process's CPU (% of one core, from
+    /proc/PID/stat) at the highest passing and the lowest failing rate; a Python process
+    near 100 % is bound by its GIL, its threads cannot use a second core. Beside it, at the
+    failing rate, what each process's threads were doing, sampled every 50 ms from
+    /proc/PID/task/*/stat and wchan: running (or waiting for a core), asleep in SQLite's
+    busy handler (waiting for another connection's write lock), on a futex (waiting for the
+    GIL, or an idle thread), waiting on a socket (idle, or waiting for the broker). Then
+    what that says, and what to try;
+  - for (c), when a consumer misses its goal, the consumers run again under cProfile in
+    this process: microseconds per message in each step of the runner's loop (envelope,
+    inbox, handler, commit, ack), the time by layer (SQLAlchemy, sqlite3, pika, ...) for
+    the worst one, and what to try.
 The script exits 0 whether or not the goals are met (it is a benchmark, not a test), and 1
-only when a measurement could not be made. The numbers move from run to run.
+only when a measurement could not be made. The numbers move from run to run; on a busy
+machine, by a lot.
 """
 
 from __future__ import annotations
@@ -63,11 +74,12 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,7 +97,7 @@ from coupon_service import handlers as coupon_handlers
 from coupon_service.models import CouponInbox, CouponOutbox
 from inventory_service import handlers as inventory_handlers
 from inventory_service.models import InventoryInbox, InventoryOutbox
-from messaging.connection import close_quietly, open_connection
+from messaging.connection import channel_for, close_quietly, open_connection
 from messaging.consumer import ConsumerRunner, Handler, route_by_type
 from messaging.database import make_engine, make_session_factory
 from messaging.envelope import Envelope
@@ -250,10 +262,8 @@ class LoadRun:
     @property
     def achieved(self) -> float:
         """201 answers per second during the run: the offered rate if the server keeps up."""
-        in_time = [
-            r for r in self.replies if r.status == 201 and r.due + r.latency <= self.duration
-        ]
-        return len(in_time) / self.duration
+        answered = [reply.due + reply.latency for reply in self.replies if reply.status == 201]
+        return sum(1 for moment in answered if moment <= self.duration) / self.duration
 
     def latency(self, fraction: float) -> float:
         return percentile([reply.latency for reply in self.replies], fraction)
@@ -543,7 +553,8 @@ class Search:
 def find_max_rate(
     run_trial: Callable[[float], Trial], start: float, refine_steps: int, label: str
 ) -> Search:
-    """Double the rate from `start` while trials pass, then bisect (last pass, first fail)."""
+    """Double the rate from `start` while trials pass, then bisect between the highest
+    passing and the lowest failing rate `refine_steps` times."""
     trials: list[Trial] = []
 
     def attempt(rate: float) -> Trial:
@@ -634,10 +645,13 @@ def gunicorn_argv(port: int, app: str) -> list[str]:
 
 @contextmanager
 def running(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[int]:
-    """Run a server process for the block; SIGINT it afterwards (SIGKILL if it hangs)."""
+    """Run a server for the block, then Ctrl-C it (SIGINT), as a person would.
+
+    `shop up` and gunicorn both stop their children on SIGINT; only if the server hangs are
+    it and its children (in sessions of their own, so no signal reaches them) killed.
+    """
     with log.open("w") as output:
         process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
-        family = []
         try:
             yield process.pid
         finally:
@@ -646,11 +660,10 @@ def running(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Itera
             try:
                 process.wait(timeout=40)
             except subprocess.TimeoutExpired:
-                process.kill()
+                for pid in [process.pid, *family]:
+                    with suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
                 process.wait()
-            for pid in family:  # `shop up` children live in sessions of their own
-                with suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
 
 
 def bare_trial(port: int, pid: int, rate: float, duration: float, max_http_p99: float) -> Trial:
@@ -715,7 +728,8 @@ class Shop:
         return self.folder / str(relative)
 
     def query(self, service: str, sql: str) -> list[tuple]:
-        with sqlite3.connect(self.database(service), timeout=15) as db:
+        """Read a service's SQLite file directly (plain SELECTs take no write lock)."""
+        with closing(sqlite3.connect(self.database(service), timeout=15)) as db:
             return db.execute(sql).fetchall()
 
     def backlog(self, channel: pika.adapters.blocking_connection.BlockingChannel) -> Backlog:
@@ -727,20 +741,18 @@ class Shop:
         return Backlog(pending[0][0], ready_messages(channel), unsent)
 
     def wait_drained(self, seconds: float) -> float | None:
-        """Seconds until nothing is left to do (seen twice, 0.1 s apart); None at the deadline."""
-        connection = open_connection(self.amqp_url, "bench: backlog")
-        channel = connection.channel()
-        empty_twice = [False]
+        """Seconds until nothing is left to do; None at the deadline. "Nothing" must be seen
+        twice in a row, 0.1 s apart: a consumer may hold a message that is neither in its
+        queue nor yet in its outbox."""
+        with channel_for(self.amqp_url, "bench: backlog") as channel:
+            empty_in_a_row = 0
 
-        def drained() -> bool:
-            empty = self.backlog(channel).empty
-            both, empty_twice[0] = empty and empty_twice[0], empty
-            return both
+            def drained() -> bool:
+                nonlocal empty_in_a_row
+                empty_in_a_row = empty_in_a_row + 1 if self.backlog(channel).empty else 0
+                return empty_in_a_row >= 2
 
-        try:
             return wait_until(drained, seconds, pause=0.1)
-        finally:
-            close_quietly(connection)
 
 
 @contextmanager
@@ -1096,12 +1108,21 @@ def raw_consume(amqp_url: str, queue: str, count: int) -> float:
 
 
 class TimedRunner(ConsumerRunner):
-    """A ConsumerRunner that notes its first delivery and stops after `expected` messages."""
+    """A ConsumerRunner that notes its first delivery and stops after `expected` messages
+    (and stops `profiler` right then, so that the runner's wait for `stop` is not profiled)."""
 
-    def __init__(self, *, expected: int, finished: threading.Event, **options) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self,
+        *,
+        expected: int,
+        finished: threading.Event,
+        profiler: cProfile.Profile | None = None,
+        **options,  # type: ignore[no-untyped-def]
+    ) -> None:
         super().__init__(**options)
         self.expected = expected
         self.finished = finished
+        self.profiler = profiler
         self.first = self.last = 0.0
         self.deliveries = 0
 
@@ -1112,17 +1133,25 @@ class TimedRunner(ConsumerRunner):
         self.deliveries += 1
         if self.deliveries == self.expected:
             self.last = time.perf_counter()
+            if self.profiler is not None:
+                self.profiler.disable()
             self.finished.set()
 
 
 def run_consumer(
-    case: ConsumerCase, engine: Engine, amqp_url: str, count: int, profiler=None
-) -> float:  # type: ignore[no-untyped-def]
-    """Run the service's ConsumerRunner in this thread until it handled `count` messages."""
+    case: ConsumerCase,
+    engine: Engine,
+    amqp_url: str,
+    count: int,
+    profiler: cProfile.Profile | None = None,
+) -> float:
+    """Run the service's ConsumerRunner in this thread until it handled `count` messages;
+    return the seconds from its first delivery until the last one was acked."""
     finished = threading.Event()
     runner = TimedRunner(
         expected=count,
         finished=finished,
+        profiler=profiler,
         queue=case.queue,
         handler=case.handler(),
         engine=engine,
@@ -1193,24 +1222,74 @@ def measure_consumer(case: ConsumerCase, count: int) -> ConsumerResult:
     return ConsumerResult(case, len(messages), runner_seconds, raw_seconds)
 
 
-def profile_consumer(case: ConsumerCase, count: int) -> pstats.Stats:
+def profile_consumer(case: ConsumerCase, count: int) -> Profile:
     """The same run as measure_consumer's, under cProfile (which slows Python code down)."""
     profiler = cProfile.Profile()
     with service_database(case) as engine, fresh_vhost("profile") as amqp_url:
         messages = case.messages(engine, count)
         preload(amqp_url, case.queue, messages)
         run_consumer(case, engine, amqp_url, len(messages), profiler)
-    return pstats.Stats(profiler)
+    return Profile(case, len(messages), pstats.Stats(profiler))
 
 
 # --- Where the consumers' time goes ---------------------------------------------------------
 
+
+@dataclass
+class Profile:
+    case: ConsumerCase
+    messages: int
+    stats: pstats.Stats
+
+    def entries(self) -> list[tuple[str, str, float, float, int]]:
+        """(file, function, own seconds, cumulative seconds, calls) for every function."""
+        return [
+            (filename, function, own, cumulative, calls)
+            for (filename, _line, function), (_cc, calls, own, cumulative, _callers) in (
+                self.stats.stats.items()  # type: ignore[attr-defined]
+            )
+        ]
+
+    def cumulative(self, file_suffix: str, function: str) -> float:
+        return sum(
+            cum
+            for filename, name, _own, cum, _calls in self.entries()
+            if filename.endswith(file_suffix) and name == function
+        )
+
+    def stages(self) -> dict[str, float]:
+        """Seconds per step of the runner's loop (see messaging/consumer.py)."""
+        code = self.case.handler().__code__  # the function the runner calls for each message
+        handler = sum(
+            cum
+            for filename, name, _own, cum, _calls in self.entries()
+            if filename == code.co_filename and name == code.co_name
+        )
+        consume = self.cumulative("messaging/consumer.py", "_consume")
+        delivery = self.cumulative("messaging/consumer.py", "handle_delivery")
+        transaction = self.cumulative("messaging/consumer.py", "_handle_in_transaction")
+        inbox = self.cumulative("messaging/inbox.py", "first_delivery")
+        envelope = self.cumulative("messaging/envelope.py", "from_delivery")
+        ack = self.cumulative("pika/adapters/blocking_connection.py", "basic_ack")
+        return {
+            "envelope": envelope,
+            "inbox": inbox,
+            "handler": handler,
+            "commit": transaction - inbox - handler,
+            "ack": ack,
+            "waiting": consume - delivery,
+        }
+
+
+STAGE_LEGEND = """\
+    envelope: Envelope.from_delivery; inbox: first_delivery (SELECT, SAVEPOINT, INSERT, flush);
+    handler: the service's handler; commit: session, BEGIN IMMEDIATE, flush, COMMIT;
+    ack: basic_ack; waiting: for the next delivery."""
+
+
 LAYERS = [  # (layer, a test on (file, function name)); the first that matches wins
     ("sqlite3 C calls (execute, commit)", lambda f, n: f == "~" and "sqlite3" in n),
-    (
-        "waiting for the broker (select/poll)",
-        lambda f, n: f == "~" and ("poll" in n or "select" in n),
-    ),
+    ("waiting for the broker (poll)", lambda f, n: f == "~" and "poll" in n),
     ("socket send/recv", lambda f, n: f == "~" and "socket" in n),
     ("SQLAlchemy (Python)", lambda f, n: "/sqlalchemy/" in f),
     ("pika (Python)", lambda f, n: "/pika/" in f),
@@ -1221,20 +1300,6 @@ LAYERS = [  # (layer, a test on (file, function name)); the first that matches w
     ("service handlers", lambda f, n: "_service/" in f),
 ]
 
-HINTS = {
-    "SQLAlchemy (Python)": "most time is the ORM's own Python (unit of work, flush, "
-    "identity map): handle several deliveries per transaction (one BEGIN IMMEDIATE/commit "
-    "and one ack with multiple=True per batch), or write the inbox and outbox rows with "
-    "Core insert() statements instead of session.add",
-    "sqlite3 C calls (execute, commit)": "SQLite itself: fewer statements per message "
-    "(drop the inbox SELECT before the INSERT and rely on the primary key; no savepoint), "
-    "and fewer commits (batch several deliveries per transaction)",
-    "waiting for the broker (select/poll)": "the runner waits for deliveries: raise the "
-    "prefetch, ack several messages at once",
-    "pika (Python)": "pika's frame handling in Python: ack with multiple=True once per "
-    "batch instead of once per message",
-}
-
 
 def layer_of(filename: str, function: str) -> str:
     for layer, matches in LAYERS:
@@ -1243,56 +1308,80 @@ def layer_of(filename: str, function: str) -> str:
     return "other (stdlib: uuid, datetime, threading, ...)"
 
 
-def layers(stats: pstats.Stats) -> list[tuple[str, float]]:
-    """Own time (tottime) per layer, as fractions of the total, biggest first."""
+def layers(profile: Profile) -> list[tuple[str, float]]:
+    """Own time per layer, as fractions of all profiled time, biggest first."""
     totals: dict[str, float] = {}
-    for (filename, _line, function), (_cc, _nc, own, _cum, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+    for filename, function, own, _cum, _calls in profile.entries():
         layer = layer_of(filename, function)
         totals[layer] = totals.get(layer, 0.0) + own
     whole = sum(totals.values()) or 1.0
-    return sorted(
-        ((layer, seconds / whole) for layer, seconds in totals.items()), key=lambda x: -x[1]
-    )
+    return sorted(((layer, own / whole) for layer, own in totals.items()), key=lambda x: -x[1])
 
 
-def hot_functions(stats: pstats.Stats, count: int) -> list[tuple[str, float, int]]:
-    """The `count` functions with the most own time: (name, fraction of total, calls)."""
-    entries = stats.stats.items()  # type: ignore[attr-defined]
-    whole = sum(value[2] for _key, value in entries) or 1.0
-    ranked = sorted(entries, key=lambda item: -item[1][2])[:count]
-    hot = []
-    for (filename, line, function), (_cc, calls, own, _cum, _callers) in ranked:
-        where = "built-in" if filename == "~" else f"{short_path(filename)}:{line}"
-        hot.append((f"{function} ({where})", own / whole, calls))
-    return hot
+def hot_functions(profile: Profile, count: int) -> list[tuple[str, float, int]]:
+    """The `count` functions with the most own time: (name, fraction of all, calls)."""
+    entries = profile.entries()
+    whole = sum(entry[2] for entry in entries) or 1.0
+    ranked = sorted(entries, key=lambda entry: -entry[2])[:count]
+    return [
+        (f"{function} ({'built-in' if filename == '~' else short_path(filename)})", own / whole, n)
+        for filename, function, own, _cum, n in ranked
+    ]
 
 
 def short_path(filename: str) -> str:
-    for marker in ("site-packages/", str(REPO) + "/", "/lib/python"):
+    for marker in ("site-packages/", str(REPO) + "/", "/lib/python3"):
         if marker in filename:
             return filename.split(marker, 1)[1]
     return filename
 
 
-def print_consumer_profile(case: ConsumerCase, stats: pstats.Stats, messages: int) -> None:
-    total = sum(value[2] for value in stats.stats.values())  # type: ignore[attr-defined]
+def print_stages(profiles: list[Profile]) -> None:
+    """One line per consumer: microseconds per message in each step of the runner."""
+    names = list(profiles[0].stages())
     print(
-        f"\n  {case.name} under cProfile: {total / messages * 1e6:.0f} us of profiled time "
-        "per message, by layer (own time):"
+        "\n  (c) where a ConsumerRunner's time goes, under cProfile (it inflates Python code), "
+        "in us per message:"
     )
-    shares = layers(stats)
-    for layer, share in shares:
+    print(f"    {'consumer':<22}" + "".join(f"{name:>10}" for name in names) + f"{'total':>8}")
+    for profile in profiles:
+        stages = profile.stages()
+        cells = "".join(f"{stages[name] / profile.messages * 1e6:>10.0f}" for name in names)
+        total = sum(stages.values()) / profile.messages * 1e6
+        print(f"    {profile.case.name:<22}{cells}{total:>8.0f}")
+    print(STAGE_LEGEND)
+
+
+def print_layers(profile: Profile) -> None:
+    print(f"\n  {profile.case.name} under cProfile, own time by layer:")
+    for layer, share in layers(profile):
         if share >= 0.02:
             print(f"    {share * 100:5.1f} %  {layer}")
     print("    hottest functions (own time, calls):")
-    for name, share, calls in hot_functions(stats, 6):
+    for name, share, calls in hot_functions(profile, 6):
         print(f"    {share * 100:5.1f} %  {calls:>7}  {name}")
-    for layer, _share in shares[:2]:
-        if layer in HINTS:
-            print(f"    -> {HINTS[layer]}")
+
+
+CONSUMER_SUGGESTIONS = """\
+  (c) suggestions, from the profile: per message the runner opens a session, takes SQLite's
+      write lock (BEGIN IMMEDIATE), SELECTs the inbox, opens a SAVEPOINT, flushes the inbox
+      row, runs the handler, flushes again, commits and acks; most of that is SQLAlchemy's
+      own Python, not SQLite.
+      - handle a batch of deliveries (up to the prefetch) in one transaction, each in its own
+        SAVEPOINT so a poison message only rolls back itself, then commit once and ack once
+        with multiple=True: the session, BEGIN, commit and ack are paid once per batch;
+      - record the inbox row with one INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL
+        have it) and read the rowcount, instead of SELECT + SAVEPOINT + INSERT;
+      - write inbox and outbox rows with Core insert() instead of session.add(), which skips
+        the unit of work's bookkeeping."""
 
 
 # --- The report ---------------------------------------------------------------------------------
+
+
+def say(text: str) -> None:
+    """Print a note, wrapped, indented under the table."""
+    print(textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="    "))
 
 
 def verdict(met: bool) -> str:
@@ -1370,41 +1459,35 @@ def print_table(
         )
 
 
-def print_notes(
-    pipeline: Search | None, bare: Search | None, latency: Latency | None, consumers: list
-) -> None:
+def print_notes(bare: Search | None, latency: Latency | None) -> None:
     print()
-    cores = os.cpu_count()
-    print(
-        f"  machine: {cores} cores, shared by the load generator, RabbitMQ, and every shop "
-        "process (or gunicorn for the bare app): all numbers are 'with the generator competing'."
+    say(
+        f"machine: {os.cpu_count()} cores, shared by the load generator, RabbitMQ and the server "
+        "(every process of `shop up`, or the bare app's gunicorn), and by whatever else runs "
+        "on the machine (the CPU tables below show how much): every number is 'on this "
+        "machine, with the generator competing'."
     )
     if bare is not None and bare.best is not None:
         load = bare.best.load
         per_request = load.cpu_seconds / max(1, len(load.replies))
-        print(
-            "  load generator: pure Python, one asyncio loop, open loop (requests start on "
-            "schedule), one connection per request; "
-            f"it spent {per_request * 1e6:.0f} us CPU per request at {load.rate:.0f} req/s "
+        say(
+            "load generator: pure Python, one asyncio loop, open loop (each request starts on "
+            "schedule), a new connection per request. Against the bare app at "
+            f"{load.rate:.0f} req/s it used {per_request * 1e6:.0f} us of CPU per request "
             f"({load.cpu_seconds / load.duration * 100:.0f} % of a core), so its ceiling is "
-            f"about {1 / per_request:.0f} req/s with a core to itself; "
-            f"its start lag p99 was {load.lag_p99 * 1000:.1f} ms."
+            f"about {1 / per_request:.0f} req/s with a core to itself; it started requests at "
+            f"most {load.lag_p99 * 1000:.1f} ms late (p99)."
         )
     if latency is not None:
-        print(
-            f"  (b): {latency.orders} orders; the order service's own created_at -> updated_at "
-            f"was p50 {latency.server_p50 * 1000:.0f} ms, p99 {latency.server_p99 * 1000:.0f} ms; "
-            f"{latency.not_confirmed} not CONFIRMED."
-        )
-    for result in consumers:
-        print(
-            f"  (c) {result.case.name}: {result.messages} messages, ConsumerRunner "
-            f"{result.runner_seconds:.2f} s, raw pika {result.raw_seconds:.2f} s"
+        say(
+            f"(b): {latency.orders} orders, {latency.not_confirmed} not CONFIRMED; inside the "
+            f"order service (created_at -> updated_at) p50 {latency.server_p50 * 1000:.0f} ms, "
+            f"p99 {latency.server_p99 * 1000:.0f} ms."
         )
 
 
 def print_cpu(name: str, search: Search | None) -> None:
-    """CPU per process at the highest passing and the first failing rate, and at the
+    """CPU per process at the highest passing and the lowest failing rate, and at the
     failing rate what each process's threads were doing (sampled from /proc)."""
     if search is None or search.best is None:
         return
@@ -1427,6 +1510,63 @@ def print_cpu(name: str, search: Search | None) -> None:
     print(f"    {f'machine total (of {100 * (os.cpu_count() or 1)})':<31}{totals}")
 
 
+def server_processes(trial: Trial) -> dict[str, float]:
+    """CPU % of the server's own processes (not RabbitMQ, the generator or the rest)."""
+    outside = (OTHERS, RABBITMQ, "this process (load generator)")
+    return {label: cpu for label, cpu in trial.cpu.items() if label not in outside}
+
+
+def print_findings(name: str, search: Search | None) -> None:
+    """What limited the rate, read off the lowest failing trial's CPU and thread samples."""
+    if search is None or search.failed is None or search.best is None:
+        return
+    trial = search.failed
+    capacity = 100 * (os.cpu_count() or 1)
+    machine = sum(trial.cpu.values())
+    server = server_processes(trial)
+    busiest = max(server, key=lambda label: server[label])
+    webs = [trial.waits[label] for label in trial.waits if label.startswith("web: gunicorn w")]
+    web_sleep = sum(waits["sqlite lock sleep"] for waits in webs) / max(1, len(webs))
+    web_running = sum(waits["running"] for waits in webs) / max(1, len(webs))
+    web_idle = sum(waits["socket wait"] for waits in webs) / max(1, len(webs))
+    print()
+    say(
+        f"{name} at {trial.rate:.0f}/s (the lowest failing rate): the machine was "
+        f"{machine:.0f} % busy of {capacity} ({trial.cpu[OTHERS]:.0f} by other processes); "
+        f"the busiest server process, {busiest}, used {server[busiest]:.0f} % of a core. "
+        f"Each web worker was busy {100 - web_idle:.0f} % of the time: running or waiting for "
+        f"a core {web_running:.0f} %, asleep in SQLite's busy handler {web_sleep:.0f} %."
+    )
+    if server[busiest] >= 90:
+        say(f"-> {busiest} is CPU-bound: one Python process cannot use a second core.")
+    if machine >= 0.9 * capacity:
+        say("-> the cores were nearly all busy: every process waits for one.")
+    if web_idle <= 15:
+        say("-> the sync web workers were nearly always busy: the web server is the limit.")
+    if web_sleep > web_running:
+        say(
+            "-> the web workers slept waiting for SQLite's write lock more than they ran: "
+            "lock waits, not CPU, limit the web."
+        )
+        if name.startswith("(a) pipeline"):
+            print(PIPELINE_SUGGESTIONS)
+
+
+PIPELINE_SUGGESTIONS = """\
+  (a) suggestions: orders.db has five writers (two web workers; the order process's relay,
+      saga and read model), and messaging/database.py begins *every* transaction with
+      BEGIN IMMEDIATE, reads too: the web's product lookup, GET /api/orders/{id}, the relay's
+      poll every 20 ms even when the outbox is empty. A writer that finds the lock taken
+      sleeps 1, 2, 5, 10, 15, 20, 25 ... ms (SQLite's busy handler) instead of waking when it
+      frees, so under load the web workers spend their time asleep.
+      - begin read-only transactions deferred (plain BEGIN): the product lookup in
+        place_order, GET requests, the relay's claim when nothing is waiting;
+      - take the write lock fewer times per order: batch consumer deliveries per transaction
+        (see (c)); let the relay poll less often when it found nothing;
+      - or put the order service on PostgreSQL (ORDER_DATABASE_URL), where writers lock rows,
+        not the whole file."""
+
+
 # --- Main ---------------------------------------------------------------------------------------
 
 
@@ -1440,8 +1580,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--settle", type=float, default=5.0, help="seconds after a trial to drain (5)"
     )
-    parser.add_argument("--pipeline-start", type=float, default=40.0, help="first rate (40/s)")
-    parser.add_argument("--bare-start", type=float, default=200.0, help="first rate (200/s)")
+    parser.add_argument("--pipeline-start", type=float, default=10.0, help="first rate (10/s)")
+    parser.add_argument("--bare-start", type=float, default=100.0, help="first rate (100/s)")
     parser.add_argument("--refine-steps", type=int, default=2, help="bisection steps (2)")
     parser.add_argument(
         "--max-http-p99", type=float, default=0.5, help="HTTP p99 bound, seconds (0.5)"
@@ -1452,6 +1592,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["pipeline", "bare", "consumers"],
         action="append",
         help="run only this part: pipeline ((a) and (b)), bare, consumers ((c)); repeatable",
+    )
+    parser.add_argument(
+        "--profile-messages", type=int, default=500, help="N per profiled consumer (500)"
     )
     parser.add_argument("--no-profile", action="store_true", help="skip cProfile on a miss")
     return parser.parse_args(argv)
@@ -1501,15 +1644,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL: {failure}")
         return 1
     print_table(pipeline, bare, latency, consumers)
-    print_notes(pipeline, bare, latency, consumers)
+    print_notes(bare, latency)
     print_cpu("(a) pipeline", pipeline)
+    print_findings("(a) pipeline", pipeline)
     print_cpu("(a) bare endpoint", bare)
+    print_findings("(a) bare endpoint", bare)
     missed = [result for result in consumers if result.ratio < CONSUMER_GOAL]
     if missed and not args.no_profile:
+        print(f"\n(c) missed: profiling {len(missed)} consumers, {args.profile_messages} messages")
+        profiles = [profile_consumer(result.case, args.profile_messages) for result in missed]
+        print_stages(profiles)
         worst = min(missed, key=lambda result: result.ratio)
-        print_consumer_profile(
-            worst.case, profile_consumer(worst.case, args.messages), worst.messages
-        )
+        print_layers(next(profile for profile in profiles if profile.case is worst.case))
+        print(CONSUMER_SUGGESTIONS)
     print(f"\n  the whole bench took {time.monotonic() - started:.0f} s")
     return 0
 

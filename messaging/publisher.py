@@ -21,7 +21,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from messaging.envelope import Envelope
-from messaging.topology import EVENTS_EXCHANGE
+from messaging.topology import EVENTS_EXCHANGE, is_broadcast
 
 
 class PublishFailed(RuntimeError):
@@ -44,11 +44,18 @@ class Outgoing:
     routing_key: str
     body: bytes
     properties: pika.BasicProperties
+    mandatory: bool = True  # a message no queue takes is an error, not silence
 
     @classmethod
     def event(cls, envelope: Envelope) -> Outgoing:
         """A domain event for `shop.events`, routed by its type."""
-        return cls(EVENTS_EXCHANGE, envelope.type, envelope.encoded_body(), envelope.properties())
+        return cls(
+            EVENTS_EXCHANGE,
+            envelope.type,
+            envelope.encoded_body(),
+            envelope.properties(),
+            mandatory=not is_broadcast(envelope.type),
+        )
 
     @classmethod
     def to_queue(cls, queue: str, envelope: Envelope, **properties: object) -> Outgoing:
@@ -98,7 +105,7 @@ class ConfirmingPublisher:
                 routing_key=outgoing.routing_key,
                 body=outgoing.body,
                 properties=outgoing.properties,
-                mandatory=True,
+                mandatory=outgoing.mandatory,
             )
         try:
             self._wait_until(lambda: not self._pending, "publisher confirms")

@@ -48,6 +48,15 @@ WORK_QUEUES: tuple[WorkQueue, ...] = (
 
 QUEUES_BY_NAME = {queue.name: queue for queue in WORK_QUEUES}
 
+# Broadcasts: events that only web processes' exclusive queues hear, as a hint for their
+# in-memory caches. No durable queue is bound to them, so nobody listening is normal and
+# the relay publishes them without `mandatory` (every other event must reach a queue).
+BROADCAST_BINDING = "flash_sale.#"
+
+
+def is_broadcast(event_type: str) -> bool:
+    return event_type.startswith("flash_sale.")
+
 
 def queue_arguments(queue: WorkQueue, flash_sale_queue_limit: int) -> dict[str, object]:
     arguments: dict[str, object] = {

@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from messaging.database import make_engine, make_session_factory
 from messaging.settings import Settings
-from order_service import api, ops, problems
+from order_service import api, flash_api, ops, problems
+from order_service.admission import AdmissionGate
 from order_service.coupons import CouponDesk
+from order_service.flash_sale import TicketSigner
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -22,6 +24,8 @@ class WebContext:
     engine: Engine
     sessions: sessionmaker[Session]
     coupons: CouponDesk
+    flash_sales: AdmissionGate
+    tickets: TicketSigner
 
 
 def create_app(settings: Settings | None = None, *, rpc_timeout: float = 3.0) -> Flask:
@@ -30,13 +34,19 @@ def create_app(settings: Settings | None = None, *, rpc_timeout: float = 3.0) ->
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
+    sessions = make_session_factory(engine)
+    # Ticket ids are signed; every web process must share the secret (see flash_sale.py).
+    tickets = TicketSigner(settings.admin_token or settings.order_database_url)
     app.extensions["shop"] = WebContext(
         settings,
         engine,
-        make_session_factory(engine),
+        sessions,
         CouponDesk(settings.amqp_url, timeout=rpc_timeout),
+        AdmissionGate(settings, sessions, tickets),
+        tickets,
     )
     problems.install(app)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(flash_api.blueprint)
     ops.install(app, settings)
     return app

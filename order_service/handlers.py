@@ -172,7 +172,14 @@ def place_order(
             if earlier is not None:
                 return PlacedOrder(earlier, replayed=True)
         products = _products_for(session, command)
-    order = _new_order(command, products)
+    order = new_order(
+        command.customer.name,
+        command.customer.phone,
+        [
+            (products[line.sku], line.quantity, products[line.sku].price_cents)
+            for line in command.items
+        ],
+    )
     if command.coupon_code:
         order.coupon_code = command.coupon_code
         order.discount_cents = _reserve_coupon(coupons, command.coupon_code, order)
@@ -200,13 +207,14 @@ def place_order(
     return PlacedOrder(order)
 
 
-def _new_order(command: OrderIn, products: dict[str, Product]) -> Order:
+def new_order(name: str, phone: str, lines: list[tuple[Product, int, int]]) -> Order:
+    """A PENDING order of (product, quantity, unit price) lines, its story begun."""
     now = utcnow()
     order = Order(
         id=str(uuid.uuid4()),
         status="PENDING",
-        customer_name=command.customer.name,
-        customer_phone=command.customer.phone,
+        customer_name=name,
+        customer_phone=phone,
         coupon_code=None,
         created_at=now,
         updated_at=now,
@@ -214,18 +222,24 @@ def _new_order(command: OrderIn, products: dict[str, Product]) -> Order:
     order.lines = [
         OrderLine(
             position=position,
-            sku=line.sku,
-            name=products[line.sku].name,
-            quantity=line.quantity,
-            unit_price_cents=products[line.sku].price_cents,
+            sku=product.sku,
+            name=product.name,
+            quantity=quantity,
+            unit_price_cents=unit_price,
         )
-        for position, line in enumerate(command.items)
+        for position, (product, quantity, unit_price) in enumerate(lines)
     ]
     order.subtotal_cents = sum(line.quantity * line.unit_price_cents for line in order.lines)
     order.discount_cents = 0
     order.total_cents = order.subtotal_cents
     order.timeline = [TimelineEntry(event="order.created", service=SERVICE, at=now)]
     return order
+
+
+def store_order(session: Session, order: Order) -> None:
+    """The order and its `order.created` event, in the caller's transaction."""
+    session.add(order)
+    outbox.add(session, "order.created", order_created_event(order), correlation_id=order.id)
 
 
 def _reserve_coupon(coupons: Coupons, code: str, order: Order) -> int:

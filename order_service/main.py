@@ -1,5 +1,6 @@
 """The order service's background process: its outbox relay, the saga consumer on
-`orders.inventory` and the read model on `orders.read-model`, as threads. (The web app
+`orders.inventory`, the flash-sale worker on `flash-sale.requests` and the read model
+on `orders.read-model`, as threads. (The web app
 runs under gunicorn: app.py.)"""
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from messaging.database import make_engine
 from messaging.relay import OutboxRelay
 from messaging.service import run_together
 from messaging.settings import Settings
-from order_service import read_model, saga
+from messaging.topology import FLASH_SALE_QUEUE
+from order_service import flash_sale, read_model, saga
 from order_service.models import OrderInbox, OrderOutbox
 
 
@@ -30,6 +32,15 @@ def run(settings: Settings, stop: threading.Event) -> None:
                 engine=engine,
                 inbox_model=OrderInbox,
                 name="order saga",
+                **common,
+            ),
+            ConsumerRunner(
+                queue=FLASH_SALE_QUEUE,
+                handler=flash_sale.decide_ticket,
+                engine=engine,
+                inbox_model=OrderInbox,
+                name="flash-sale worker",
+                prefetch=100,
                 **common,
             ),
             ConsumerRunner(

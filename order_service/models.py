@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from messaging.inbox import InboxColumns
@@ -96,3 +105,49 @@ class OrderOutbox(OutboxColumns, Base):
 
 class OrderInbox(InboxColumns, Base):
     __tablename__ = "order_inbox"
+
+
+class FlashSale(Base):
+    """A few units of one sku at a sale price; `sold` only grows, never past `quota`."""
+
+    __tablename__ = "flash_sales"
+    __table_args__ = (CheckConstraint("sold <= quota", name="never_oversold"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+    price_cents: Mapped[int] = mapped_column(Integer)
+    quota: Mapped[int] = mapped_column(Integer)
+    sold: Mapped[int] = mapped_column(Integer, default=0)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FlashTicket(Base):
+    """A decided purchase request. A ticket still in the queue has no row yet (QUEUED).
+
+    `winner_phone` is set only on WON tickets, and (sale_id, winner_phone) is unique: the
+    database itself refuses a second win by one customer.
+    """
+
+    __tablename__ = "flash_tickets"
+    __table_args__ = (UniqueConstraint("sale_id", "winner_phone", name="one_win_per_customer"),)
+
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sale_id: Mapped[str] = mapped_column(ForeignKey("flash_sales.id"), index=True)
+    customer_name: Mapped[str] = mapped_column(String(200))
+    customer_phone: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(10))
+    winner_phone: Mapped[str | None] = mapped_column(String(32))
+    order_id: Mapped[str | None] = mapped_column(String(36))
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FlashSaleCounter(Base):
+    """Admission counters of every web process, added up (each flushes its deltas)."""
+
+    __tablename__ = "flash_sale_counters"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

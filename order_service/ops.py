@@ -32,10 +32,12 @@ from itertools import accumulate
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from messaging import pipeline
 from messaging.connection import BrokerUnavailable
 from messaging.settings import Settings
+from order_service import flash_sale
 from order_service.problems import problem
 
 log = logging.getLogger(__name__)
@@ -171,8 +173,42 @@ def pipeline_status() -> Response:
     return jsonify(
         queues=[queue.as_json() for queue in queues],
         outbox=pipeline.outbox_backlogs(ops.tables("outbox")),
-        flash_sale={"accepted": 0, "dropped": 0},  # the flash sale comes later
+        flash_sale=flash_sale_numbers(),
     )
+
+
+def flash_sale_numbers() -> dict[str, object]:
+    """Admission counters of every web process (flushed each second) and decisions."""
+    try:
+        with current_app.extensions["shop"].sessions() as session:
+            counts = flash_sale.counters(session)
+    except DBAPIError:
+        counts = {}
+    shed = {name.removeprefix("shed_"): n for name, n in counts.items() if name.startswith("shed_")}
+    return {
+        "accepted": counts.get("accepted", 0),
+        "dropped": sum(shed.values()),
+        "shed": shed,
+        "decided": {"won": counts.get("won", 0), "lost": counts.get("lost", 0)},
+    }
+
+
+def flash_sale_lines(numbers: dict) -> list[str]:
+    return [
+        *metric(
+            "shop_flash_sale_requests_total",
+            "counter",
+            "Purchase requests at the flash-sale gate: accepted, or shed and why.",
+            [({"outcome": "accepted"}, numbers["accepted"])]
+            + [({"outcome": reason}, n) for reason, n in sorted(numbers["shed"].items())],
+        ),
+        *metric(
+            "shop_flash_sale_tickets_decided_total",
+            "counter",
+            "Admitted tickets the flash-sale worker decided, by result.",
+            [({"result": result}, n) for result, n in numbers["decided"].items()],
+        ),
+    ]
 
 
 @blueprint.get("/metrics")
@@ -186,6 +222,7 @@ def metrics() -> Response:
         *broker_lines(queues),
         *outbox_lines(pipeline.outbox_backlogs(ops.tables("outbox"))),
         *handled_lines(pipeline.handled_messages(ops.tables("inbox"))),
+        *flash_sale_lines(flash_sale_numbers()),
         *ops.http.lines(os.getpid()),
     ]
     return Response("\n".join(lines) + "\n", content_type=PROMETHEUS_TYPE)

@@ -36,6 +36,7 @@ SERVICE_DATABASES: dict[str, Callable[[Settings], str]] = {
 }
 
 WEB_WORKERS = 2
+WEB_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ def process_specs(settings: Settings) -> list[ProcessSpec]:
             f"{settings.http_host}:{settings.http_port}",
             "--workers",
             str(WEB_WORKERS),
+            "--worker-class",
+            "gthread",  # threads: a request waiting on a publisher confirm blocks no other
+            "--threads",
+            str(WEB_THREADS),
             "--access-logfile",
             "-",
             "--access-logformat",

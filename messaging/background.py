@@ -1,0 +1,197 @@
+"""Two background threads a web process needs, each with its own connection.
+
+`BackgroundPublisher`: request threads hand it messages and wait for the broker's
+verdict. It publishes whatever has queued up as one batch and waits once for the
+confirms, so twenty concurrent requests cost one round trip, not twenty. While the
+broker is unreachable it refuses at once (the caller answers 503) and reconnects in
+the background.
+
+`BroadcastListener`: a server-named, exclusive, auto-delete queue bound to some routing
+keys of `shop.events`, so that every web process hears an event such as
+`flash_sale.sold_out` at once. It reconnects (with a new queue) after a loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from messaging.connection import (
+    CONNECTION_ERRORS,
+    Backoff,
+    BrokerUnavailable,
+    close_quietly,
+    connect_with_retry,
+)
+from messaging.envelope import Envelope, PoisonMessage
+from messaging.publisher import ConfirmingPublisher, Outcome, Outgoing, PublishFailed
+from messaging.topology import EVENTS_EXCHANGE, declare_topology
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+
+
+class BackgroundPublisher:
+    def __init__(self, amqp_url: str, name: str, flash_sale_queue_limit: int) -> None:
+        self.amqp_url = amqp_url
+        self.name = name
+        self.flash_sale_queue_limit = flash_sale_queue_limit
+        self._pending: queue.SimpleQueue[tuple[Outgoing, Future[Outcome]]] = queue.SimpleQueue()
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def publish(self, outgoing: Outgoing, timeout: float = 2.0) -> Outcome:
+        """The broker's verdict; BrokerUnavailable when it cannot be had within `timeout`."""
+        self._ensure_started(timeout)
+        if not self._connected.is_set():
+            raise BrokerUnavailable("the broker is unreachable; reconnecting")
+        verdict: Future[Outcome] = Future()
+        self._pending.put((outgoing, verdict))
+        try:
+            return verdict.result(timeout)
+        except FutureTimeout:
+            raise BrokerUnavailable(f"no confirm within {timeout:g} s") from None
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _ensure_started(self, timeout: float) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+                self._connected.wait(timeout)  # the first request waits for the connection
+
+    def _run(self) -> None:
+        backoff = Backoff()
+        while not self._stop.is_set():
+            connection = connect_with_retry(self.amqp_url, self.name, self._stop)
+            if connection is None:
+                return
+            try:
+                channel = connection.channel()
+                declare_topology(channel, self.flash_sale_queue_limit)
+                publisher = ConfirmingPublisher(connection, channel)
+                self._connected.set()
+                backoff.reset()
+                while not self._stop.is_set():
+                    batch = self._next_batch()
+                    if batch:
+                        self._publish(publisher, batch)
+                    else:
+                        connection.process_data_events(0)  # heartbeats
+            except (*CONNECTION_ERRORS, PublishFailed) as error:
+                self._connected.clear()
+                self._fail_waiting(error)
+                delay = backoff.next_delay()
+                log.warning(
+                    "%s lost the broker (%s); reconnecting in %.1f s",
+                    self.name,
+                    type(error).__name__,
+                    delay,
+                )
+                self._stop.wait(delay)
+            finally:
+                self._connected.clear()
+                close_quietly(connection)
+
+    def _next_batch(self) -> list[tuple[Outgoing, Future[Outcome]]]:
+        try:
+            batch = [self._pending.get(timeout=0.05)]
+        except queue.Empty:
+            return []
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self._pending.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _publish(
+        self, publisher: ConfirmingPublisher, batch: Sequence[tuple[Outgoing, Future[Outcome]]]
+    ) -> None:
+        try:
+            outcomes = publisher.publish_batch([outgoing for outgoing, _ in batch])
+        except BaseException as error:
+            for _, verdict in batch:
+                verdict.set_exception(BrokerUnavailable(f"publishing failed: {error}"))
+            raise
+        for (_, verdict), outcome in zip(batch, outcomes, strict=True):
+            verdict.set_result(outcome)
+
+    def _fail_waiting(self, error: BaseException) -> None:
+        while True:
+            try:
+                _, verdict = self._pending.get_nowait()
+            except queue.Empty:
+                return
+            verdict.set_exception(BrokerUnavailable(f"the broker went away: {error}"))
+
+
+class BroadcastListener:
+    def __init__(
+        self,
+        amqp_url: str,
+        name: str,
+        routing_keys: Sequence[str],
+        on_event: Callable[[Envelope], None],
+    ) -> None:
+        self.amqp_url = amqp_url
+        self.name = name
+        self.routing_keys = routing_keys
+        self.on_event = on_event
+        self._stop = threading.Event()
+        self.listening = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=self.name, daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        backoff = Backoff()
+        while not self._stop.is_set():
+            connection = connect_with_retry(self.amqp_url, self.name, self._stop)
+            if connection is None:
+                return
+            try:
+                channel = connection.channel()
+                channel.exchange_declare(EVENTS_EXCHANGE, exchange_type="topic", durable=True)
+                mine = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+                for key in self.routing_keys:
+                    channel.queue_bind(mine, EVENTS_EXCHANGE, key)
+                self.listening.set()
+                backoff.reset()
+                for method, properties, body in channel.consume(
+                    mine, auto_ack=True, inactivity_timeout=0.5
+                ):
+                    if self._stop.is_set():
+                        break
+                    if method is not None:
+                        self._deliver(properties, body)
+            except CONNECTION_ERRORS as error:
+                self.listening.clear()
+                delay = backoff.next_delay()
+                log.warning(
+                    "%s lost the broker (%s); listening again in %.1f s",
+                    self.name,
+                    type(error).__name__,
+                    delay,
+                )
+                self._stop.wait(delay)
+            finally:
+                close_quietly(connection)
+
+    def _deliver(self, properties, body) -> None:  # type: ignore[no-untyped-def]
+        try:
+            self.on_event(Envelope.from_delivery(properties, body))
+        except PoisonMessage as error:
+            log.warning("%s: unreadable broadcast ignored: %s", self.name, error)

@@ -1,0 +1,217 @@
+"""The flash-sale admission gate: answer every purchase at almost no cost.
+
+Per web process, in memory:
+- a snapshot of each sale (quota, sold, start, end), refreshed from the database at most
+  once a second, and the sold-out news heard on this process's broadcast queue;
+- the customers who got a ticket from this process (a second try is 409 at once);
+- "the queue was full a moment ago": after the broker refused a request, the next ones
+  are 429 for a quarter of a second without even asking.
+
+Everything else is admitted by the broker itself: the request is published into the
+bounded queue `flash-sale.requests` (`x-max-length`, `x-overflow: reject-publish`) and
+the publisher confirm is the verdict: ack is a ticket (202), nack is 429. There is no
+count-then-publish race, because nobody counts. The publishing is done by one
+background thread per process that confirms everyone's requests in one round trip.
+
+Counters (accepted, and shed by reason) are kept in memory and added to the database
+once a second, so every process's numbers add up in /api/pipeline and /metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from messaging.background import BackgroundPublisher, BroadcastListener
+from messaging.connection import BrokerUnavailable
+from messaging.envelope import Envelope
+from messaging.publisher import Outgoing
+from messaging.settings import Settings
+from messaging.topology import BROADCAST_BINDING, FLASH_SALE_QUEUE
+from order_service import flash_sale
+from order_service.flash_sale import TicketSigner, aware
+from order_service.handlers import SERVICE
+from order_service.models import FlashSale
+from order_service.schemas import CustomerIn
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 1.0
+QUEUE_FULL_PAUSE = 0.25
+UNKNOWN_SALES_REMEMBERED = 10_000
+PUBLISH_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: int  # 202, 404, 409, 410, 429 or 503
+    outcome: str  # accepted, or why it was shed: the counter it adds to
+    detail: str = ""
+    ticket_id: str | None = None
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    quota: int
+    sold: int
+    starts_at: datetime
+    ends_at: datetime | None
+    loaded: float
+
+
+class AdmissionGate:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], signer: TicketSigner
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.signer = signer
+        self._lock = threading.Lock()
+        self._sales: dict[str, Snapshot] = {}
+        self._unknown: dict[str, float] = {}  # sale ids that do not exist, and since when
+        self._sold_out: set[str] = set()
+        self._holders: dict[str, set[str]] = {}
+        self._queue_full_until = 0.0
+        self._counts: Counter[str] = Counter()
+        self._publisher = BackgroundPublisher(
+            settings.amqp_url, "flash-sale publisher", settings.flash_sale_queue_limit
+        )
+        self._listener = BroadcastListener(
+            settings.amqp_url, "flash-sale listener", [BROADCAST_BINDING], self._on_broadcast
+        )
+        self._started = False
+
+    def admit(self, sale_id: str, customer: CustomerIn) -> Verdict:
+        self._start_once()
+        verdict = self._from_memory(sale_id, customer.phone)
+        if verdict is None:
+            verdict = self._ask_the_broker(sale_id, customer)
+        self._tally(verdict)
+        return verdict
+
+    def _from_memory(self, sale_id: str, phone: str) -> Verdict | None:
+        sale = self._snapshot(sale_id)
+        if sale is None:
+            return Verdict(404, "unknown_sale", f"No flash sale has id {sale_id!r}.")
+        now = time.time()
+        if sale_id in self._sold_out or sale.sold >= sale.quota:
+            return Verdict(410, "sold_out", "The sale is sold out.")
+        if sale.ends_at is not None and now >= sale.ends_at.timestamp():
+            return Verdict(410, "ended", "The sale has ended.")
+        if now < sale.starts_at.timestamp():
+            wait = int(sale.starts_at.timestamp() - now) + 1
+            return Verdict(409, "not_started", f"The sale starts in {wait} s.", retry_after=wait)
+        with self._lock:
+            if phone in self._holders.get(sale_id, ()):
+                return Verdict(
+                    409, "duplicate", "This customer already holds a ticket for this sale."
+                )
+            if now < self._queue_full_until:
+                return Verdict(
+                    429, "queue_full", "The sale is at capacity; try again shortly.", retry_after=1
+                )
+            self._holders.setdefault(sale_id, set()).add(phone)  # held while we ask
+        return None
+
+    def _ask_the_broker(self, sale_id: str, customer: CustomerIn) -> Verdict:
+        ticket_id = self.signer.issue(sale_id)
+        request = Envelope.new(
+            flash_sale.PURCHASE_REQUEST,
+            {"ticket_id": ticket_id, "sale_id": sale_id, "customer": customer.model_dump()},
+            correlation_id=ticket_id,
+            app_id=SERVICE,
+        )
+        try:
+            outcome = self._publisher.publish(
+                Outgoing.to_queue(FLASH_SALE_QUEUE, request), timeout=PUBLISH_TIMEOUT
+            )
+        except BrokerUnavailable as error:
+            self._release(sale_id, customer.phone)
+            log.warning("flash-sale admission without a broker: %s", error)
+            return Verdict(
+                503, "broker_down", "The sale cannot take requests right now.", retry_after=2
+            )
+        if not outcome.confirmed:  # the queue is at its limit: reject-publish said no
+            self._release(sale_id, customer.phone)
+            with self._lock:
+                self._queue_full_until = time.time() + QUEUE_FULL_PAUSE
+            return Verdict(
+                429, "queue_full", "The sale is at capacity; try again shortly.", retry_after=1
+            )
+        return Verdict(202, "accepted", ticket_id=ticket_id)
+
+    def _release(self, sale_id: str, phone: str) -> None:
+        with self._lock:
+            self._holders.get(sale_id, set()).discard(phone)
+
+    def _snapshot(self, sale_id: str) -> Snapshot | None:
+        """The sale as of at most a second ago; None for a sale that does not exist."""
+        now = time.monotonic()
+        known = self._sales.get(sale_id)
+        if known is not None and now - known.loaded < REFRESH_SECONDS:
+            return known
+        missing_since = self._unknown.get(sale_id)
+        if missing_since is not None and now - missing_since < REFRESH_SECONDS:
+            return None
+        with self.sessions() as session:
+            sale = session.get(FlashSale, sale_id)
+            snapshot = (
+                None
+                if sale is None
+                else Snapshot(
+                    sale.quota, sale.sold, aware(sale.starts_at), aware(sale.ends_at), now
+                )
+            )
+        if snapshot is None:
+            if len(self._unknown) >= UNKNOWN_SALES_REMEMBERED:
+                self._unknown.clear()  # random ids from a script must not grow memory
+            self._unknown[sale_id] = now
+        else:
+            self._sales[sale_id] = snapshot
+        return snapshot
+
+    def _on_broadcast(self, envelope: Envelope) -> None:
+        if envelope.type == flash_sale.SOLD_OUT:
+            self._sold_out.add(str(envelope.body.get("sale_id")))
+
+    def _tally(self, verdict: Verdict) -> None:
+        name = "accepted" if verdict.outcome == "accepted" else f"shed_{verdict.outcome}"
+        with self._lock:
+            self._counts[name] += 1
+
+    def close(self) -> None:
+        """Stop the background threads (tests; a web process just exits)."""
+        self._publisher.close()
+        self._listener.close()
+
+    def _start_once(self) -> None:
+        if self._started:
+            return
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        self._listener.start()
+        threading.Thread(target=self._flush_counts, name="flash-sale counters", daemon=True).start()
+
+    def _flush_counts(self) -> None:
+        while True:
+            time.sleep(1.0)
+            with self._lock:
+                deltas, self._counts = dict(self._counts), Counter()
+            if not deltas:
+                continue
+            try:
+                with self.sessions.begin() as session:
+                    flash_sale.count(session, deltas)
+            except Exception:  # the database is busy or down: keep the numbers for next time
+                log.exception("could not save flash-sale counters; keeping them")
+                with self._lock:
+                    self._counts.update(deltas)
