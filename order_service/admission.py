@@ -87,6 +87,7 @@ class AdmissionGate:
             settings.amqp_url, "flash-sale listener", [BROADCAST_BINDING], self._on_broadcast
         )
         self._started = False
+        self._closed = threading.Event()
 
     def admit(self, sale_id: str, customer: CustomerIn) -> Verdict:
         self._start_once()
@@ -188,6 +189,7 @@ class AdmissionGate:
 
     def close(self) -> None:
         """Stop the background threads (tests; a web process just exits)."""
+        self._closed.set()
         self._publisher.close()
         self._listener.close()
 
@@ -202,8 +204,7 @@ class AdmissionGate:
         threading.Thread(target=self._flush_counts, name="flash-sale counters", daemon=True).start()
 
     def _flush_counts(self) -> None:
-        while True:
-            time.sleep(1.0)
+        while not self._closed.wait(1.0):
             with self._lock:
                 deltas, self._counts = dict(self._counts), Counter()
             if not deltas:
