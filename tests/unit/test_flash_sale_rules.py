@@ -1,0 +1,36 @@
+from datetime import UTC, datetime, timedelta
+
+from order_service.flash_sale import TicketSigner, sale_status
+from order_service.models import FlashSale
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def a_sale(**changes) -> FlashSale:
+    fields = {"quota": 10, "sold": 0, "starts_at": NOW - timedelta(minutes=1), "ends_at": None}
+    return FlashSale(**{**fields, **changes})
+
+
+def test_a_sale_is_upcoming_open_sold_out_or_ended():
+    assert sale_status(a_sale(starts_at=NOW + timedelta(minutes=1)), NOW) == "upcoming"
+    assert sale_status(a_sale(), NOW) == "open"
+    assert sale_status(a_sale(sold=10), NOW) == "sold_out"
+    assert sale_status(a_sale(ends_at=NOW), NOW) == "ended"
+    assert sale_status(a_sale(sold=10, ends_at=NOW - timedelta(seconds=1)), NOW) == "ended"
+
+
+def test_sqlite_datetimes_without_a_zone_are_read_as_utc():
+    naive = a_sale(starts_at=(NOW + timedelta(minutes=1)).replace(tzinfo=None))
+    assert sale_status(naive, NOW) == "upcoming"
+
+
+def test_a_ticket_is_recognised_only_for_its_own_sale_and_secret():
+    signer = TicketSigner("secret")
+    ticket = signer.issue("sale-1")
+    assert len(ticket) == 40
+    assert signer.issued("sale-1", ticket)
+    assert not signer.issued("sale-2", ticket)
+    assert not TicketSigner("another secret").issued("sale-1", ticket)
+    assert not signer.issued("sale-1", ticket[:-1] + ("0" if ticket[-1] != "0" else "1"))
+    assert not signer.issued("sale-1", "short")
+    assert signer.issue("sale-1") != ticket
