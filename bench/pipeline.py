@@ -643,6 +643,16 @@ def gunicorn_argv(port: int, app: str) -> list[str]:
     return [*web.argv[:-1], app]
 
 
+def web_concurrency() -> str:
+    """'2 workers x 8 threads', read off the shop's gunicorn command line."""
+    argv = gunicorn_argv(0, BARE_APP)
+
+    def option(name: str, default: str) -> str:
+        return argv[argv.index(name) + 1] if name in argv else default
+
+    return f"{option('--workers', '1')} workers x {option('--threads', '1')} threads"
+
+
 @contextmanager
 def running(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[int]:
     """Run a server for the block, then Ctrl-C it (SIGINT), as a person would.
@@ -1108,8 +1118,9 @@ def raw_consume(amqp_url: str, queue: str, count: int) -> float:
 
 
 class TimedRunner(ConsumerRunner):
-    """A ConsumerRunner that notes its first delivery and stops after `expected` messages
-    (and stops `profiler` right then, so that the runner's wait for `stop` is not profiled)."""
+    """A ConsumerRunner that notes its first delivery and stops once `expected` messages are
+    settled (a requeued one comes back and counts when it is handled); it stops `profiler`
+    right then, so that the runner's wait for `stop` is not profiled."""
 
     def __init__(
         self,
@@ -1124,14 +1135,13 @@ class TimedRunner(ConsumerRunner):
         self.finished = finished
         self.profiler = profiler
         self.first = self.last = 0.0
-        self.deliveries = 0
 
     def handle_delivery(self, connection, channel, method, properties, body) -> None:  # type: ignore[no-untyped-def]
-        if self.deliveries == 0:
+        if self.first == 0.0:
             self.first = time.perf_counter()
         super().handle_delivery(connection, channel, method, properties, body)
-        self.deliveries += 1
-        if self.deliveries == self.expected:
+        stats = self.stats
+        if stats.handled + stats.duplicates + stats.dead_lettered == self.expected:
             self.last = time.perf_counter()
             if self.profiler is not None:
                 self.profiler.disable()
@@ -1459,7 +1469,7 @@ def print_table(
         )
 
 
-def print_notes(bare: Search | None, latency: Latency | None) -> None:
+def print_notes(pipeline: Search | None, bare: Search | None, latency: Latency | None) -> None:
     print()
     say(
         f"machine: {os.cpu_count()} cores, shared by the load generator, RabbitMQ and the server "
@@ -1467,6 +1477,14 @@ def print_notes(bare: Search | None, latency: Latency | None) -> None:
         "on the machine (the CPU tables below show how much): every number is 'on this "
         "machine, with the generator competing'."
     )
+    say(f"web server (shop and bare app alike): gunicorn, {web_concurrency()}.")
+    trials = [trial for search in (pipeline, bare) if search for trial in search.trials]
+    others = sum(trial.cpu[OTHERS] for trial in trials) / max(1, len(trials))
+    if others >= 20:
+        say(
+            f"WARNING: other processes used {others:.0f} % of a core on average during the "
+            "trials; the rates above are lower than on a quiet machine: run it again then."
+        )
     if bare is not None and bare.best is not None:
         load = bare.best.load
         per_request = load.cpu_seconds / max(1, len(load.replies))
@@ -1526,39 +1544,36 @@ def print_findings(name: str, search: Search | None) -> None:
     server = server_processes(trial)
     busiest = max(server, key=lambda label: server[label])
     webs = [trial.waits[label] for label in trial.waits if label.startswith("web: gunicorn w")]
-    web_sleep = sum(waits["sqlite lock sleep"] for waits in webs) / max(1, len(webs))
-    web_running = sum(waits["running"] for waits in webs) / max(1, len(webs))
-    web_idle = sum(waits["socket wait"] for waits in webs) / max(1, len(webs))
+    web_sleep = sum(waits["sqlite lock sleep"] for waits in webs) / max(1, len(webs)) / 100
+    web_running = sum(waits["running"] for waits in webs) / max(1, len(webs)) / 100
     print()
     say(
         f"{name} at {trial.rate:.0f}/s (the lowest failing rate): the machine was "
         f"{machine:.0f} % busy of {capacity} ({trial.cpu[OTHERS]:.0f} by other processes); "
         f"the busiest server process, {busiest}, used {server[busiest]:.0f} % of a core. "
-        f"Each web worker was busy {100 - web_idle:.0f} % of the time: running or waiting for "
-        f"a core {web_running:.0f} %, asleep in SQLite's busy handler {web_sleep:.0f} %."
+        f"In each web worker, on average {web_running:.1f} threads were running or waiting "
+        f"for a core, and {web_sleep:.1f} were asleep in SQLite's busy handler."
     )
     if server[busiest] >= 90:
         say(f"-> {busiest} is CPU-bound: one Python process cannot use a second core.")
     if machine >= 0.9 * capacity:
         say("-> the cores were nearly all busy: every process waits for one.")
-    if web_idle <= 15:
-        say("-> the sync web workers were nearly always busy: the web server is the limit.")
     if web_sleep > web_running:
         say(
             "-> the web workers slept waiting for SQLite's write lock more than they ran: "
             "lock waits, not CPU, limit the web."
         )
         if name.startswith("(a) pipeline"):
-            print(PIPELINE_SUGGESTIONS)
+            print(PIPELINE_SUGGESTIONS.format(web=web_concurrency()))
 
 
 PIPELINE_SUGGESTIONS = """\
-  (a) suggestions: orders.db has five writers (two web workers; the order process's relay,
-      saga and read model), and messaging/database.py begins *every* transaction with
-      BEGIN IMMEDIATE, reads too: the web's product lookup, GET /api/orders/{id}, the relay's
-      poll every 20 ms even when the outbox is empty. A writer that finds the lock taken
-      sleeps 1, 2, 5, 10, 15, 20, 25 ... ms (SQLite's busy handler) instead of waking when it
-      frees, so under load the web workers spend their time asleep.
+  (a) suggestions: orders.db is written by every web request thread ({web}) and by the
+      order process's relay, saga and read model, and messaging/database.py begins *every*
+      transaction with BEGIN IMMEDIATE, reads too: the web's product lookup, GET
+      /api/orders/{{id}}, the relay's poll every 20 ms even when the outbox is empty. A
+      writer that finds the lock taken sleeps 1, 2, 5, 10, 15, 20, 25 ... ms (SQLite's busy
+      handler) instead of waking when it frees, so under load the web threads sleep.
       - begin read-only transactions deferred (plain BEGIN): the product lookup in
         place_order, GET requests, the relay's claim when nothing is waiting;
       - take the write lock fewer times per order: batch consumer deliveries per transaction
@@ -1644,7 +1659,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL: {failure}")
         return 1
     print_table(pipeline, bare, latency, consumers)
-    print_notes(bare, latency)
+    print_notes(pipeline, bare, latency)
     print_cpu("(a) pipeline", pipeline)
     print_findings("(a) pipeline", pipeline)
     print_cpu("(a) bare endpoint", bare)

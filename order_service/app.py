@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from messaging.database import make_engine, make_session_factory
 from messaging.settings import Settings
-from order_service import api, flash_api, ops, problems
+from order_service import api, flash_api, ops, pages, problems
 from order_service.admission import AdmissionGate
 from order_service.coupons import CouponDesk
 from order_service.flash_sale import TicketSigner
@@ -48,5 +48,6 @@ def create_app(settings: Settings | None = None, *, rpc_timeout: float = 3.0) ->
     problems.install(app)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(flash_api.blueprint)
+    app.register_blueprint(pages.blueprint)
     ops.install(app, settings)
     return app

@@ -34,10 +34,11 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from messaging import pipeline
-from messaging.connection import BrokerUnavailable
+from messaging import dead_letters, pipeline
+from messaging.connection import BrokerUnavailable, close_quietly, open_connection
 from messaging.settings import Settings
 from order_service import flash_sale
+from order_service.api import admin_only
 from order_service.problems import problem
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,29 @@ def pipeline_status() -> Response:
         queues=[queue.as_json() for queue in queues],
         outbox=pipeline.outbox_backlogs(ops.tables("outbox")),
         flash_sale=flash_sale_numbers(),
+        handled=pipeline.handled_messages(ops.tables("inbox")),  # the dashboard's rates
     )
+
+
+@blueprint.post("/api/dead-letters/<queue>/replay")
+@admin_only
+def replay_dead_letters(queue: str) -> Response:
+    """The dashboard's replay button: `shop dlq replay QUEUE` over HTTP."""
+    settings = _ops().settings
+    try:
+        dead_letters.dead_letter_queue(queue)
+    except dead_letters.UnknownQueue as error:
+        return problem(404, "Not found", str(error))
+    try:
+        connection = open_connection(settings.amqp_url, "dashboard replay", timeout=3)
+    except BrokerUnavailable as error:
+        return problem(503, "Service Unavailable", str(error))
+    try:
+        moved = dead_letters.replay_dead_letters(connection, connection.channel(), queue)
+    finally:
+        close_quietly(connection)
+    log.info("replayed %d dead letters into %s", moved, queue)
+    return jsonify(queue=queue, moved=moved)
 
 
 def flash_sale_numbers() -> dict[str, object]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from flask import Flask, Response, g, json, request
+from flask import Flask, Response, g, json, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from order_service.handlers import DomainError
@@ -36,6 +36,13 @@ class ApiProblem(Exception):
         self.headers = headers or {}
 
 
+def wants_html() -> bool:
+    """A browser asking for a page (not the API): answer errors with an HTML page."""
+    path = request.path
+    machine = path.startswith("/api/") or path in ("/healthz", "/readyz", "/metrics")
+    return not machine and "text/html" in request.headers.get("Accept", "")
+
+
 def problem(
     status: int,
     title: str,
@@ -43,6 +50,9 @@ def problem(
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    if wants_html():
+        page = render_template("error.html", title=title, detail=detail)
+        return Response(page, status=status, mimetype="text/html")
     body: dict[str, object] = {
         "type": "about:blank" if not errors else "/problems/validation-error",
         "title": title,

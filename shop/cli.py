@@ -7,6 +7,7 @@ shop topology              declare the exchanges and queues of CONTRACT.md
 shop status                queue depths, consumers and outbox backlogs
 shop dlq list QUEUE        dead letters of QUEUE, with their reasons
 shop dlq replay QUEUE      move them back to QUEUE for another try
+shop loadtest flash-sale   a burst of distinct customers at a new flash sale, then a check
 """
 
 from __future__ import annotations
@@ -77,6 +78,32 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_replay = dlq.add_parser("replay", help="move dead letters back to their work queue")
     dlq_replay.add_argument("queue")
     dlq_replay.set_defaults(command=cmd_dlq_replay)
+
+    loadtest = commands.add_parser("loadtest", help="load tests through HTTP").add_subparsers(
+        required=True, metavar="TEST"
+    )
+    flash = loadtest.add_parser(
+        "flash-sale",
+        help="a burst of distinct customers at a new flash sale; checks the invariants",
+        description="Creates a product and a flash sale with the admin token (SHOP_ADMIN_TOKEN "
+        "or var/admin-token), fires N distinct customers with C workers, waits for every "
+        "ticket and won order, prints a report. Exit 1 when an invariant breaks, 2 when "
+        "the shop is not reachable or refuses the token.",
+    )
+    flash.add_argument("--customers", type=int, default=1000, metavar="N")
+    flash.add_argument("--concurrency", type=int, default=50, metavar="C")
+    flash.add_argument("--quota", type=int, default=100, metavar="Q")
+    flash.add_argument(
+        "--url", help="the shop's web app (default: http://SHOP_HTTP_HOST:SHOP_HTTP_PORT)"
+    )
+    flash.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="the longest wait for the tickets to be decided, and again for the orders",
+    )
+    flash.set_defaults(command=cmd_loadtest_flash_sale)
     return parser
 
 
@@ -200,6 +227,22 @@ def cmd_status(_args: argparse.Namespace, settings: Settings) -> int:
 
 def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
+
+
+def cmd_loadtest_flash_sale(args: argparse.Namespace, settings: Settings) -> int:
+    from loadtest import flash_sale
+
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    options = flash_sale.Options(
+        url=(args.url or f"http://{host}:{settings.http_port}").rstrip("/"),
+        admin_token=admin_token(settings),
+        customers=args.customers,
+        concurrency=args.concurrency,
+        quota=args.quota,
+        decide_timeout=args.timeout,
+        settle_timeout=args.timeout,
+    )
+    return flash_sale.main(options, sys.stdout, sys.stderr)
 
 
 def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
