@@ -524,6 +524,7 @@ class Trial:
         if self.max_queued is not None:
             drained = "-" if self.drained_after is None else f"{self.drained_after:.1f} s"
             text += f", queued <= {self.max_queued}, drained after {drained}"
+        text += f", others {self.cpu[OTHERS]:.0f} % CPU"
         if self.problems:
             text += f"  [{'; '.join(self.problems)}]"
         return text
@@ -1193,6 +1194,7 @@ class ConsumerResult:
     messages: int
     runner_seconds: float
     raw_seconds: float
+    others: float  # % of a core other processes used meanwhile
 
     @property
     def rate(self) -> float:
@@ -1221,6 +1223,7 @@ def service_database(case: ConsumerCase) -> Iterator[Engine]:
 
 
 def measure_consumer(case: ConsumerCase, count: int) -> ConsumerResult:
+    meter = CpuMeter(watched_processes(None))
     with service_database(case) as engine:
         messages = case.messages(engine, count)
         with fresh_vhost("raw") as amqp_url:
@@ -1229,7 +1232,8 @@ def measure_consumer(case: ConsumerCase, count: int) -> ConsumerResult:
         with fresh_vhost("runner") as amqp_url:
             preload(amqp_url, case.queue, messages)
             runner_seconds = run_consumer(case, engine, amqp_url, len(messages))
-    return ConsumerResult(case, len(messages), runner_seconds, raw_seconds)
+    others = meter.percent()[OTHERS]
+    return ConsumerResult(case, len(messages), runner_seconds, raw_seconds, others)
 
 
 def profile_consumer(case: ConsumerCase, count: int) -> Profile:
@@ -1292,9 +1296,10 @@ class Profile:
 
 
 STAGE_LEGEND = """\
-    envelope: Envelope.from_delivery; inbox: first_delivery (SELECT, SAVEPOINT, INSERT, flush);
-    handler: the service's handler; commit: session, BEGIN IMMEDIATE, flush, COMMIT;
-    ack: basic_ack; waiting: for the next delivery."""
+    envelope: Envelope.from_delivery; inbox: first_delivery, with the transaction's start
+    (pool checkout, BEGIN IMMEDIATE, SELECT, SAVEPOINT, INSERT, RELEASE); handler: the
+    service's handler; commit: the rest (flushing the handler's new rows, COMMIT); ack:
+    basic_ack; waiting: for the next delivery."""
 
 
 LAYERS = [  # (layer, a test on (file, function name)); the first that matches wins
@@ -1469,7 +1474,12 @@ def print_table(
         )
 
 
-def print_notes(pipeline: Search | None, bare: Search | None, latency: Latency | None) -> None:
+def print_notes(
+    pipeline: Search | None,
+    bare: Search | None,
+    latency: Latency | None,
+    consumers: list[ConsumerResult],
+) -> None:
     print()
     say(
         f"machine: {os.cpu_count()} cores, shared by the load generator, RabbitMQ and the server "
@@ -1479,11 +1489,12 @@ def print_notes(pipeline: Search | None, bare: Search | None, latency: Latency |
     )
     say(f"web server (shop and bare app alike): gunicorn, {web_concurrency()}.")
     trials = [trial for search in (pipeline, bare) if search for trial in search.trials]
-    others = sum(trial.cpu[OTHERS] for trial in trials) / max(1, len(trials))
-    if others >= 20:
+    others = [trial.cpu[OTHERS] for trial in trials] + [result.others for result in consumers]
+    if others and sum(others) / len(others) >= 20:
         say(
-            f"WARNING: other processes used {others:.0f} % of a core on average during the "
-            "trials; the rates above are lower than on a quiet machine: run it again then."
+            f"WARNING: other processes used {sum(others) / len(others):.0f} % of a core on "
+            "average during the measurements (see 'others' on each line); the rates above are "
+            "lower than on a quiet machine: run it again then."
         )
     if bare is not None and bare.best is not None:
         load = bare.best.load
@@ -1637,7 +1648,7 @@ def run_consumers(args: argparse.Namespace) -> list[ConsumerResult]:
         result = measure_consumer(case, args.messages)
         print(
             f"  {case.name:<22} {result.rate:7.0f} msg/s, raw {result.raw_rate:7.0f} msg/s, "
-            f"{result.ratio:.2f}",
+            f"{result.ratio:.2f}, others {result.others:.0f} % CPU",
             flush=True,
         )
         results.append(result)
@@ -1659,7 +1670,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL: {failure}")
         return 1
     print_table(pipeline, bare, latency, consumers)
-    print_notes(pipeline, bare, latency)
+    print_notes(pipeline, bare, latency, consumers)
     print_cpu("(a) pipeline", pipeline)
     print_findings("(a) pipeline", pipeline)
     print_cpu("(a) bare endpoint", bare)

@@ -5,7 +5,7 @@ Everything goes through the shop's HTTP API (CONTRACT.md), at the one URL given:
 1. GET /healthz (nothing answers: exit 2 with one line), then create a product with a
    unique sku and `stock = quota`, and a sale of it, with the admin token (refused: exit 2).
 2. The burst: N distinct customers (one phone each), taken by C worker threads, each with
-   its own keep-alive http.client connection, POST a purchase once; a 429 is retried once
+   its own keep-alive http.client connection (the same pool polls afterwards), POST a purchase once; a 429 is retried once
    after its Retry-After. Bounded in count (MAX_CUSTOMERS, MAX_CONCURRENCY) and in time.
 3. Every admitted ticket (202) is polled until it is WON or LOST, up to a deadline.
 4. Every won order is polled until it is CONFIRMED or REJECTED, up to a deadline.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import queue
 import secrets
 import threading
 import time
@@ -138,47 +139,78 @@ def _json(raw: bytes) -> Any:
         return None
 
 
-def run_workers(
-    concurrency: int,
-    items: Iterable[T],
-    work: Callable[[Http, T], R],
-    http_for: Callable[[], Http],
-    deadline: float,
-    on_done: Callable[[], None] = lambda: None,
-) -> list[R]:
-    """`work(client, item)` for every item, on `concurrency` threads with a connection each;
-    items not started by `deadline` (time.monotonic) are skipped."""
-    pending = list(items)
-    pending.reverse()
-    results: list[R] = []
-    lock = threading.Lock()
+class Pool:
+    """`size` worker threads, each with its own keep-alive connection, for a whole run."""
 
-    def worker() -> None:
-        client = http_for()
+    def __init__(self, url: str, size: int) -> None:
+        self.url = url
+        self._jobs: queue.SimpleQueue[Callable[[Http], None] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"loadtest-{n}", daemon=True)
+            for n in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        client = Http(self.url)
         try:
-            while time.monotonic() < deadline:
-                with lock:
-                    if not pending:
-                        return
-                    item = pending.pop()
-                result = work(client, item)
-                with lock:
-                    results.append(result)
-                on_done()
+            while (job := self._jobs.get()) is not None:
+                job(client)
         finally:
             client.close()
 
-    threads = [
-        threading.Thread(target=worker, name=f"loadtest-{n}", daemon=True)
-        for n in range(max(1, min(concurrency, len(pending))))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        # Each request has its own timeout, so a worker ends soon after the deadline.
-        thread.join(max(0.0, deadline - time.monotonic()) + 2 * REQUEST_TIMEOUT + 5)
-    with lock:
-        return list(results)
+    def map(
+        self,
+        work: Callable[[Http, T], R],
+        items: Iterable[T],
+        deadline: float,
+        on_done: Callable[[], None] = lambda: None,
+    ) -> list[R]:
+        """`work(client, item)` for every item, in order of starting; items not started
+        by `deadline` (time.monotonic) are skipped. Results in order of finishing."""
+        items = list(items)
+        results: list[R] = []
+        failures: list[BaseException] = []
+        lock = threading.Lock()
+        left = [len(items)]
+        all_done = threading.Event()
+
+        def job_for(item: T) -> Callable[[Http], None]:
+            def job(client: Http) -> None:
+                try:
+                    if time.monotonic() < deadline:
+                        result = work(client, item)
+                        with lock:
+                            results.append(result)
+                        on_done()
+                except Exception as error:  # a bug, not an HTTP error: report it after
+                    with lock:
+                        failures.append(error)
+                finally:
+                    with lock:
+                        left[0] -= 1
+                        if left[0] == 0:
+                            all_done.set()
+
+            return job
+
+        if not items:
+            return []
+        for item in items:
+            self._jobs.put(job_for(item))
+        # Each request has its own timeout, so the jobs end soon after the deadline.
+        all_done.wait(max(0.0, deadline - time.monotonic()) + 2 * REQUEST_TIMEOUT + 5)
+        if failures:
+            raise failures[0]
+        with lock:
+            return list(results)
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join(2 * REQUEST_TIMEOUT)
 
 
 # --- progress -------------------------------------------------------------------------------
@@ -423,9 +455,7 @@ def retry_after(headers: dict[str, str]) -> float:
         return 1.0
 
 
-def poll_tickets(
-    options: Options, tickets: list[Ticket], progress: Progress, deadline: float
-) -> None:
+def poll_tickets(pool: Pool, tickets: list[Ticket], progress: Progress, deadline: float) -> None:
     def look(client: Http, ticket: Ticket) -> None:
         try:
             answer = client.request("GET", ticket.status_url)
@@ -437,14 +467,11 @@ def poll_tickets(
             ticket.order_id = body.get("order_id")
             ticket.reason = body.get("reason")
 
-    _rounds(options, tickets, look, lambda t: t.status in DECIDED, progress, deadline)
+    _rounds(pool, tickets, look, lambda t: t.status in DECIDED, progress, deadline)
 
 
-def poll_orders(
-    options: Options, orders: dict[str, str], progress: Progress, deadline: float
-) -> None:
+def poll_orders(pool: Pool, orders: dict[str, str], progress: Progress, deadline: float) -> None:
     """orders: order id -> status, updated in place."""
-    ids = list(orders)
 
     def look(client: Http, order_id: str) -> None:
         try:
@@ -454,19 +481,22 @@ def poll_orders(
         if answer.status == 200 and isinstance(answer.body, dict):
             orders[order_id] = str(answer.body.get("status"))
 
-    _rounds(options, ids, look, lambda o: orders[o] in SETTLED, progress, deadline)
+    _rounds(pool, list(orders), look, lambda o: orders[o] in SETTLED, progress, deadline)
 
 
 def _rounds(
-    options: Options,
+    pool: Pool,
     items: list[T],
     look: Callable[[Http, T], None],
     finished: Callable[[T], bool],
     progress: Progress,
     deadline: float,
 ) -> None:
-    """Look at every unfinished item, round after round, until all are finished or the
-    deadline passes."""
+    """Look at the unfinished items, round after round, until all are finished or the
+    deadline passes. The items are decided roughly in the order given (the order of the
+    queue), so a round stops at the first chunk in which nothing was finished yet: a
+    round costs about what changed since the last one, not a request per item."""
+    chunk = max(2 * len(pool._threads), 20)
     while True:
         pending = [item for item in items if not finished(item)]
         progress.set(len(items) - len(pending))
@@ -474,11 +504,13 @@ def _rounds(
             progress.finish()
             return
         started = time.monotonic()
-        run_workers(
-            options.concurrency, pending, look, lambda: Http(options.url), deadline=deadline
-        )
-        if any(not finished(item) for item in pending):
-            time.sleep(max(0.0, min(POLL_INTERVAL - (time.monotonic() - started), POLL_INTERVAL)))
+        for first in range(0, len(pending), chunk):
+            part = pending[first : first + chunk]
+            pool.map(look, part, deadline)
+            progress.set(sum(finished(item) for item in items))
+            if not any(finished(item) for item in part) or time.monotonic() >= deadline:
+                break
+        time.sleep(max(0.0, POLL_INTERVAL - (time.monotonic() - started)))
 
 
 @dataclass
@@ -506,32 +538,31 @@ def run(options: Options, err: IO[str]) -> Outcome:
         f"loadtest: sale {sale.id} of {sale.sku}, quota {sale.quota}, at {options.url}; "
         f"{options.customers} customers, {options.concurrency} at a time\n"
     )
-    with StockSampler(options.url, sale.sku) as stock:
-        people = customers(options.customers)
-        progress = Progress("purchases", len(people), err)
-        started = time.monotonic()
-        purchases = run_workers(
-            options.concurrency,
-            people,
-            buy(sale),
-            lambda: Http(options.url),
-            deadline=started + options.burst_timeout,
-            on_done=progress.advance,
-        )
-        burst_seconds = time.monotonic() - started
-        progress.finish()
+    pool = Pool(options.url, options.concurrency)
+    try:
+        with StockSampler(options.url, sale.sku) as stock:
+            people = customers(options.customers)
+            progress = Progress("purchases", len(people), err)
+            started = time.monotonic()
+            purchases = pool.map(
+                buy(sale), people, started + options.burst_timeout, progress.advance
+            )
+            burst_seconds = time.monotonic() - started
+            progress.finish()
 
-        tickets = [
-            Ticket(p.ticket_id, p.customer.phone, p.status_url)
-            for p in purchases
-            if p.ticket_id and p.status_url
-        ]
-        decided = Progress("tickets decided", len(tickets), err)
-        poll_tickets(options, tickets, decided, time.monotonic() + options.decide_timeout)
+            tickets = [  # in the order they were admitted, about the order of the queue
+                Ticket(p.ticket_id, p.customer.phone, p.status_url)
+                for p in purchases
+                if p.ticket_id and p.status_url
+            ]
+            decided = Progress("tickets decided", len(tickets), err)
+            poll_tickets(pool, tickets, decided, time.monotonic() + options.decide_timeout)
 
-        orders = {t.order_id: "PENDING" for t in tickets if t.status == "WON" and t.order_id}
-        settled = Progress("orders settled", len(orders), err)
-        poll_orders(options, orders, settled, time.monotonic() + options.settle_timeout)
+            orders = {t.order_id: "PENDING" for t in tickets if t.status == "WON" and t.order_id}
+            settled = Progress("orders settled", len(orders), err)
+            poll_orders(pool, orders, settled, time.monotonic() + options.settle_timeout)
+    finally:
+        pool.close()
 
     sale_after = _sale_view(options, sale)
     return Outcome(

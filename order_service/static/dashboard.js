@@ -44,7 +44,7 @@
       });
     }
     lastHandled = perQueue; lastAt = now;
-    return result;
+    return { perSecond: result, total: perQueue };
   }
 
   function stat(label, value) {
@@ -70,7 +70,7 @@
   }
 
   function render(pipeline) {
-    const perSecond = rates(pipeline.handled);
+    const { perSecond, total } = rates(pipeline.handled);
     const work = pipeline.queues.filter((q) => !q.dead);
     const dead = pipeline.queues.filter((q) => q.dead);
     const rows = work.map((q) => {
@@ -82,6 +82,7 @@
       const chart = document.createElement("td");
       chart.append(spark(history[q.name]));
       tr.append(cell(q.name), cell(q.ready, "num ready"), cell(q.unacked, "num"), cell(q.consumers, "num"),
+                cell(total[q.name], "num handled"),
                 cell(perSecond[q.name] === undefined ? "–" : perSecond[q.name].toFixed(1), "num"), chart);
       const box = document.querySelector(`svg .queue[data-queue="${CSS.escape(q.name)}"]`);
       if (box) box.classList.toggle("busy", depth > 0);

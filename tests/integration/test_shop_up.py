@@ -4,56 +4,23 @@ process that dies is restarted, Ctrl-C stops everything, and no broker means one
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.support.amqp import wait_until
 from tests.support.orders import a_product, an_order
+from tests.support.running_shop import answers, running_shop
 
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.RequestException:  # refused, or too slow to answer yet
-        return False
-
-
 @pytest.fixture
 def shop_up(tmp_path, amqp_url):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "SHOP_ADMIN_TOKEN"}
-    env.update(
-        AMQP_URL=amqp_url,
-        ORDER_DATABASE_URL=f"sqlite:///{tmp_path / 'var' / 'orders.db'}",
-        SHOP_HTTP_PORT=str(port),
-        PYTHONUNBUFFERED="1",
-    )
-    log = (tmp_path / "shop-up.log").open("w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shop", "up"], cwd=tmp_path, env=env, stdout=log, stderr=log
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: answers(base + "/healthz"), timeout=60, what="the web app")
-        yield process, base, Path(log.name)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
+    with running_shop(tmp_path, amqp_url) as shop:
+        yield shop.process, shop.base, shop.log
 
 
 def status_of(base: str, order_id: str) -> str:
