@@ -5,9 +5,10 @@ Everything goes through the shop's HTTP API (CONTRACT.md), at the one URL given:
 1. GET /healthz (nothing answers: exit 2 with one line), then create a product with a
    unique sku and `stock = quota`, and a sale of it, with the admin token (refused: exit 2).
 2. The burst: N distinct customers (one phone each), taken by C worker threads, each with
-   its own keep-alive http.client connection (the same pool polls afterwards), POST a purchase once; a 429 is retried once
+   its own keep-alive http.client connection, POST a purchase once; a 429 is retried once
    after its Retry-After. Bounded in count (MAX_CUSTOMERS, MAX_CONCURRENCY) and in time.
-3. Every admitted ticket (202) is polled until it is WON or LOST, up to a deadline.
+3. Every admitted ticket (202) is polled until it is WON or LOST, up to a deadline, by the
+   same threads; a round of polls stops at the first chunk where nothing changed.
 4. Every won order is polled until it is CONFIRMED or REJECTED, up to a deadline.
 5. The report: requests per second, purchase latency p50/p95/p99, counts per status code,
    accepted, won, lost, orders confirmed, and the invariants:
@@ -143,7 +144,7 @@ class Pool:
     """`size` worker threads, each with its own keep-alive connection, for a whole run."""
 
     def __init__(self, url: str, size: int) -> None:
-        self.url = url
+        self.url, self.size = url, size
         self._jobs: queue.SimpleQueue[Callable[[Http], None] | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._work, name=f"loadtest-{n}", daemon=True)
@@ -496,7 +497,7 @@ def _rounds(
     deadline passes. The items are decided roughly in the order given (the order of the
     queue), so a round stops at the first chunk in which nothing was finished yet: a
     round costs about what changed since the last one, not a request per item."""
-    chunk = max(2 * len(pool._threads), 20)
+    chunk = max(2 * pool.size, 20)
     while True:
         pending = [item for item in items if not finished(item)]
         progress.set(len(items) - len(pending))
