@@ -40,6 +40,7 @@ MAX_CONCURRENCY = 256
 REQUEST_TIMEOUT = 10.0
 RETRY_AFTER_CAP = 10.0  # seconds: a 429 asking for longer is still retried after this
 POLL_INTERVAL = 0.2
+FINAL_SWEEP_SECONDS = 15.0  # after a polling deadline: one last look at what is left
 STOCK_SAMPLE_INTERVAL = 0.2
 DECIDED = ("WON", "LOST")
 SETTLED = ("CONFIRMED", "REJECTED")
@@ -501,7 +502,13 @@ def _rounds(
     while True:
         pending = [item for item in items if not finished(item)]
         progress.set(len(items) - len(pending))
-        if not pending or time.monotonic() >= deadline:
+        if not pending:
+            progress.finish()
+            return
+        if time.monotonic() >= deadline:
+            # One stuck item may have stopped the rounds early: look at every one once more.
+            pool.map(look, pending, time.monotonic() + FINAL_SWEEP_SECONDS)
+            progress.set(sum(finished(item) for item in items))
             progress.finish()
             return
         started = time.monotonic()

@@ -5,7 +5,6 @@ and exit 2, and the Locust spike runs headless and writes its CSV."""
 import csv
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.amqp import wait_until
+from tests.support.running_shop import free_port, running_shop
 
 pytestmark = pytest.mark.integration
 
@@ -21,44 +20,21 @@ REPO = Path(__file__).resolve().parents[2]
 TOKEN = "loadtest-admin-token"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def environment(**changes: str) -> dict[str, str]:
     return {**os.environ, "SHOP_ADMIN_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1", **changes}
 
 
-@pytest.fixture
-def shop(tmp_path, amqp_url):
-    port = free_port()
-    env = environment(
-        AMQP_URL=amqp_url,
-        ORDER_DATABASE_URL=f"sqlite:///{tmp_path / 'var' / 'orders.db'}",
-        SHOP_HTTP_PORT=str(port),
-    )
-    log = (tmp_path / "shop-up.log").open("w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shop", "up"], cwd=tmp_path, env=env, stdout=log, stderr=log
-    )
-    base = f"http://127.0.0.1:{port}"
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory, broker):
+    """One `shop up` (own folder, fresh vhost, free port, known admin token) for the module:
+    each load test makes its own product and sale, so they do not see each other."""
+    vhost = broker.create_vhost()
     try:
-        wait_until(lambda: answers(base + "/healthz"), timeout=60, what="the web app")
-        yield base
+        folder = tmp_path_factory.mktemp("shop")
+        with running_shop(folder, broker.url_for(vhost), SHOP_ADMIN_TOKEN=TOKEN) as running:
+            yield running.base
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
+        broker.delete_vhost(vhost)
 
 
 def loadtest(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
