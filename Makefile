@@ -26,6 +26,7 @@ test-unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.outbox
 	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.flash_sale
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

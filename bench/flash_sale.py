@@ -2,22 +2,21 @@
 
 One run, one table. Every row is served by the same gunicorn command line, the shop's own
 web process (shop.processes.process_specs: 2 gthread workers x 8 threads, access log to
-stdout); only the app at its end differs. Every row gets its own fresh RabbitMQ vhost
-(made and deleted through the management API), its own SQLite database in a temporary
-folder, and FLASH_SALE_QUEUE_LIMIT (default 1000). Each row is a short warm-up (not
-counted), then --duration seconds of closed-loop load from --connections keep-alive
-connections; every request is a POST with a distinct customer (a new phone number each).
+stdout); only the app at its end differs. Every row has its own fresh RabbitMQ vhost (made
+and deleted through the management API), its own SQLite database in a temporary folder,
+and the same FLASH_SALE_QUEUE_LIMIT (default 1000). Every request is a POST with a
+distinct customer (a new phone number each), from --connections keep-alive connections,
+closed loop.
 
   no-op endpoint           bench_app() below: reads the body with the shop's own
                            read_body(PurchaseIn) and answers 202 with a ticket-shaped body.
-                           No database, no broker. This is the yardstick: the cost of
-                           gunicorn + Flask + the JSON parsing, which any endpoint pays.
-  naive: connect + count   bench_app() below, the pattern the RabbitMQ tutorials teach: per
+                           No database, no broker. The yardstick: the cost of gunicorn +
+                           Flask + the JSON parsing, which any endpoint pays.
+  naive: connect+count     bench_app() below, the pattern the RabbitMQ tutorials teach: per
                            request a new pika.BlockingConnection, a passive queue_declare of
                            flash-sale.requests to read its length, compare with the limit,
                            publish when below (the count-then-publish race), close. Measured
-                           with the queue at its limit (filled in the warm-up and topped up
-                           with pika), as in the open-sale row.
+                           with the queue at its limit, as the open-sale row.
   sold out (the shop)      the real shop: `python -m shop up` as a subprocess (every process,
                            SQLite under the temporary folder's var/), a product, a sale with
                            quota 1, one purchase, and a wait until GET /api/flash-sales/{id}
@@ -26,33 +25,46 @@ connections; every request is a POST with a distinct customer (a new phone numbe
   open, queue at limit     the real web app (order_service.app:create_app()) under the same
                            gunicorn, without the order process: nobody drains
                            flash-sale.requests. A sale with quota 1,000,000; the warm-up's
-                           first FLASH_SALE_QUEUE_LIMIT purchases are admitted (202) and fill
-                           the queue; from then on every answer should be 429: from memory,
-                           except one request per web process every 0.25 s that asks the
-                           broker (and is refused by reject-publish).
+                           purchases are admitted (202) and fill the queue (pika tops it up if
+                           the warm-up did not); from then on every answer should be 429: from
+                           memory, except one request per web process every 0.25 s that asks
+                           the broker (and is refused by reject-publish).
+
+The three servers run side by side. After a warm-up of each, the rows are measured in
+--rounds rounds, each row for --duration / --rounds seconds per round, in a rotated order:
+the machine is shared (with RabbitMQ, the generator, and whatever else runs on it), and
+interleaving puts every row through the same ups and downs, so the ratios compare like
+with like. A row's numbers are its rounds added up; p50/p99 pool the rounds' latency
+distributions.
 
 How to read the table: `req/s` is answers per second (any status); p50/p99 are the
 latencies the generator saw (closed loop: each connection sends its next request when the
-previous answer is in, so latency and throughput move together, by Little's law about
-connections / req/s); `statuses` counts the answers by HTTP status; `vs no-op` is the row's
-req/s divided by the no-op's, and `p99 x` its p99 divided by the no-op's p99. The goals:
+previous answer is in, so by Little's law latency is about connections / req/s); `vs
+no-op` is the row's req/s divided by the no-op's, and `p99 x` its p99 divided by the
+no-op's p99; `statuses` counts the answers by HTTP status. The goals:
   - sold out: at least 0.90 of the no-op's throughput, p99 at most 2x the no-op's;
   - open, queue at limit: at least 0.50 of the no-op's throughput, p99 at most 2x;
-  - the open-sale row at least 15x the naive baseline's throughput.
-Below the table: where the CPU went in each row (% of one core, from /proc/PID/stat: the
-web processes, the rest of the shop, RabbitMQ, the load generator, the whole machine) and
-the web processes' CPU milliseconds per answer; then the goals, each "goal met" or
-"goal NOT met".
+  - the open-sale row at least 15x the naive baseline's throughput (no endpoint can go
+    beyond the no-op, so the output also says how far the no-op itself is above naive).
+Below the table, where the CPU went in each row, in % of one core, from /proc/PID/stat:
+`web` the gunicorn processes, `supervisor` `shop up` itself (it also pumps every
+access-log line of the web processes), `services` the shop's other processes (order,
+inventory, coupon, notification), `broker` RabbitMQ (shared with anything else using
+it), `generator`, `other` the rest of the machine (other work on a shared machine),
+`machine` the total (100 % per core); `web ms/answer` the web processes' CPU
+milliseconds per answer (the cost of the endpoint itself, the least noisy number here);
+`busiest worker` the share of the web CPU that the busier gunicorn worker took, averaged
+over the rounds (50 % is even; gthread workers keep the keep-alive connections they
+accepted, so one worker may serve most of them and be bound by its GIL). Then the goals,
+each "goal met" or "goal NOT met".
 
-The load generator is wrk (Debian package `wrk`, a C program: `apt-get install wrk`) with
-a Lua script that makes each request's body and counts the statuses; when wrk is not
-installed, a Python generator (threads, http.client keep-alive) runs instead. The output
-says which one ran and its ceiling: the no-op row is the most the generator and the
-server reach together, and the generator's CPU per request says how much it takes from
-the server. This machine has few cores (`nproc`); the generator, RabbitMQ and the web
-processes share them, so every number is "on this machine, with the generator
-competing". The script exits 0 whether or not the goals are met (it is a benchmark, not a
-test), and 1 when a measurement could not be made. The numbers move from run to run.
+The load generator is wrk (the Debian package `wrk`, a C program) with a Lua script that
+makes each request's body and counts the statuses; when wrk is not installed, a Python
+generator (threads, http.client keep-alive) runs instead. The output says which one ran
+and its ceiling: the no-op row is the most the generator and the server reach together,
+and the generator's CPU per request says how much of the machine it takes. The script
+exits 0 whether or not the goals are met (it is a benchmark, not a test), and 1 when a
+measurement could not be made. The numbers move from run to run; on a busy machine, a lot.
 """
 
 from __future__ import annotations
@@ -73,7 +85,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -107,6 +119,8 @@ SETTLE_SECONDS = 30.0  # for the first sale to be decided, the queue to fill, ..
 REQUEST_TIMEOUT = 10.0
 OPEN_SALE_QUOTA = 1_000_000  # the most FlashSaleIn takes
 CUSTOMER_NAME = "Crowd Member"
+SERVER_GROUPS = ("web", "supervisor", "services")
+BUSY_MACHINE = 25.0  # % of a core used outside the bench, on average: say the machine was busy
 
 SOLD_OUT_GOAL = 0.90  # of the no-op's throughput
 OPEN_GOAL = 0.50
@@ -213,16 +227,34 @@ def answers(url: str) -> bool:
         return False
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest rank; 0 for no values."""
-    if not values:
+def admin(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def post(url: str, body: dict[str, object], token: str | None = None) -> dict:
+    response = requests.post(
+        url, json=body, headers=admin(token) if token else {}, timeout=REQUEST_TIMEOUT
+    )
+    if response.status_code not in (201, 202):
+        raise BenchFailure(f"POST {url}: {response.status_code} {response.text[:300]}")
+    return response.json()
+
+
+def weighted_percentile(samples: list[tuple[float, float]], fraction: float) -> float:
+    """Nearest rank over (value, weight) pairs; 0 for no samples."""
+    if not samples:
         return 0.0
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
-    return ordered[rank - 1]
+    ordered = sorted(samples)
+    wanted = fraction * sum(weight for _, weight in ordered)
+    total = 0.0
+    for value, weight in ordered:
+        total += weight
+        if total >= wanted:
+            return value
+    return ordered[-1][0]
 
 
-# --- RabbitMQ: a fresh vhost per row ------------------------------------------------------------
+# --- RabbitMQ: a fresh vhost per server ---------------------------------------------------------
 
 
 @contextmanager
@@ -300,10 +332,19 @@ def gunicorn_argv(port: int, app: str) -> list[str]:
 
 def gunicorn_flags() -> str:
     argv = gunicorn_argv(8000, SHOP_APP)
-    flags = []
-    for flag in ("--workers", "--worker-class", "--threads"):
-        flags.append(f"{flag} {argv[argv.index(flag) + 1]}")
-    return " ".join(flags)
+    return " ".join(
+        f"{flag} {argv[argv.index(flag) + 1]}"
+        for flag in ("--workers", "--worker-class", "--threads")
+    )
+
+
+def proc_stat(path: Path) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name; None once the process is gone."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
 
 
 def descendants(root: int) -> list[int]:
@@ -321,15 +362,6 @@ def descendants(root: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
-
-
-def proc_stat(path: Path) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name; None once the process is gone."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -362,17 +394,27 @@ def machine_busy_seconds() -> float:
 
 
 def watched_processes(server_pid: int) -> dict[int, str]:
-    """The server's processes by group: 'web' (gunicorn) or 'shop' (the rest); and RabbitMQ."""
+    """The server's processes by group: 'web' (gunicorn), 'supervisor' (`shop up` itself),
+    'services' (the shop's other processes); and 'broker' (RabbitMQ)."""
     groups = {pid: "broker" for pid in rabbitmq_pids()}
     for pid in [server_pid, *descendants(server_pid)]:
-        is_web = any("gunicorn" in arg for arg in command_line(pid))
-        groups[pid] = "web" if is_web else "shop"
+        if any("gunicorn" in arg for arg in command_line(pid)):
+            groups[pid] = "web"
+        else:
+            groups[pid] = "supervisor" if pid == server_pid else "services"
     return groups
 
 
-class CpuMeter:
-    """CPU seconds per group of processes between start() and stop()."""
+@dataclass
+class CpuUse:
+    """CPU seconds per group of processes over `elapsed` seconds of wall clock."""
 
+    elapsed: float
+    groups: Counter[str]
+    busiest_web_share: float | None  # the busier gunicorn process's share of the web CPU
+
+
+class CpuMeter:
     def __init__(self, processes: dict[int, str]) -> None:
         self.processes = processes
         self._before: dict[int, float] = {}
@@ -384,16 +426,21 @@ class CpuMeter:
         self._machine = machine_busy_seconds()
         self._started = time.monotonic()
 
-    def stop(self) -> dict[str, float]:
-        """Percent of one core per group, and 'machine' (all cores, 200 % = 2 busy cores)."""
+    def stop(self) -> CpuUse:
         elapsed = time.monotonic() - self._started
-        used: Counter[str] = Counter()
+        groups: Counter[str] = Counter()
+        web: list[float] = []
         for pid, group in self.processes.items():
             now = cpu_seconds(pid)
-            if now is not None:
-                used[group] += now - self._before[pid]
-        used["machine"] = machine_busy_seconds() - self._machine
-        return {group: 100 * seconds / elapsed for group, seconds in used.items()}
+            if now is None:
+                continue
+            used = now - self._before[pid]
+            groups[group] += used
+            if group == "web":
+                web.append(used)
+        groups["machine"] = machine_busy_seconds() - self._machine
+        share = max(web) / sum(web) if web and sum(web) > 0 else None
+        return CpuUse(elapsed, groups, share)
 
 
 @contextmanager
@@ -421,12 +468,19 @@ def running(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Itera
 
 # --- The load generators ----------------------------------------------------------------------
 
+# The latency distribution of one wrk run, as its values at these percentiles (the middle of
+# each interval) and the width of each interval in percent; the rounds are pooled from them.
+QUANTILE_GRID: list[tuple[float, float]] = [(k + 0.5, 1.0) for k in range(99)] + [
+    (99.05 + k / 10, 0.1) for k in range(10)
+]
+
 # wrk calls request() for every request and response() for every answer, in each of its
 # threads (each thread its own Lua state); setup() and done() run in the main state, which
 # keeps the threads so that done() can add up their status counts.
 WRK_SCRIPT = """
 local threads = {}
 local count = 0
+local grid = {GRID}
 
 function setup(thread)
   thread:set("thread_id", count)
@@ -462,12 +516,15 @@ function done(summary, latency, requests)
   for status, n in pairs(totals) do
     table.insert(parts, string.format('"%d": %d', status, n))
   end
+  local values = {}
+  for _, p in ipairs(grid) do
+    table.insert(values, string.format("%d", latency:percentile(p)))
+  end
   local e = summary.errors
   io.write(string.format(
-    'WRK_RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
-    '"errors": %d, "statuses": {%s}}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout, table.concat(parts, ", ")))
+    'WRK_RESULT {"duration_us": %d, "errors": %d, "statuses": {%s}, "quantiles_us": [%s]}\\n',
+    summary.duration, e.connect + e.read + e.write + e.timeout,
+    table.concat(parts, ", "), table.concat(values, ", ")))
 end
 """
 
@@ -478,9 +535,8 @@ class Load:
 
     seconds: float
     statuses: Counter[int]
-    p50_ms: float
-    p99_ms: float
     errors: int  # connection errors and timeouts (no answer at all)
+    latencies_ms: list[tuple[float, float]]  # (value, weight); the weights add up to answers
     generator_cpu: float  # CPU seconds the generator spent
 
     @property
@@ -496,17 +552,19 @@ class Generator:
     """Sends POSTs with a distinct customer each, from `connections` keep-alive connections."""
 
     name = ""
-    _series = 10  # a two-digit phone prefix per run, so no two runs share a customer
+    _series = 10  # a two-digit phone prefix per run, so that no two runs share a customer
 
     def __init__(self, connections: int, threads: int) -> None:
         self.connections = connections
         self.threads = max(1, min(threads, connections, 9))
 
     def next_series(self) -> int:
-        Generator._series += 1
-        if Generator._series > 99:
-            Generator._series = 11
+        Generator._series = Generator._series + 1 if Generator._series < 99 else 11
         return Generator._series
+
+    def slice_seconds(self, seconds: float) -> float:
+        """The nearest duration this generator can run for."""
+        return seconds
 
     def run(self, port: int, path: str, seconds: float) -> Load:
         raise NotImplementedError
@@ -527,13 +585,19 @@ class Wrk(Generator):
             [self.binary, "--version"], capture_output=True, text=True, check=False
         ).stdout.split("\n")[0]
         return (
-            f"wrk ({version.split(' Copyright')[0]}), {self.threads} thread(s), "
-            f"{self.connections} keep-alive connections, closed loop"
+            f"wrk ({version.split(' Copyright')[0].strip()}, C, event loop), "
+            f"{self.threads} thread(s), {self.connections} keep-alive connections, closed loop"
         )
 
+    def slice_seconds(self, seconds: float) -> float:
+        return float(max(1, round(seconds)))  # wrk takes whole seconds
+
     def run(self, port: int, path: str, seconds: float) -> Load:
-        script = WRK_SCRIPT.replace("SERIES", str(self.next_series())).replace(
-            "NAME", CUSTOMER_NAME
+        grid = ", ".join(f"{p:g}" for p, _ in QUANTILE_GRID)
+        script = (
+            WRK_SCRIPT.replace("{GRID}", "{" + grid + "}")
+            .replace("SERIES", str(self.next_series()))
+            .replace("NAME", CUSTOMER_NAME)
         )
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
             file.write(script)
@@ -544,7 +608,7 @@ class Wrk(Generator):
             "--connections",
             str(self.connections),
             "--duration",
-            f"{max(1, round(seconds))}s",
+            f"{self.slice_seconds(seconds):.0f}s",
             "--timeout",
             f"{REQUEST_TIMEOUT:.0f}s",
             "--script",
@@ -565,14 +629,18 @@ class Wrk(Generator):
         if finished.returncode != 0 or line is None:
             raise BenchFailure(f"wrk failed ({finished.returncode}): {finished.stderr.strip()}")
         result = json.loads(line.removeprefix("WRK_RESULT "))
-        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        statuses = Counter({int(status): n for status, n in result["statuses"].items()})
+        answered = sum(statuses.values())
+        latencies = [
+            (value / 1000, answered * width / 100)
+            for value, (_, width) in zip(result["quantiles_us"], QUANTILE_GRID, strict=True)
+        ]
         return Load(
             seconds=result["duration_us"] / 1e6,
-            statuses=Counter({int(status): n for status, n in result["statuses"].items()}),
-            p50_ms=result["p50_us"] / 1000,
-            p99_ms=result["p99_us"] / 1000,
+            statuses=statuses,
             errors=result["errors"],
-            generator_cpu=cpu,
+            latencies_ms=latencies if answered else [],
+            generator_cpu=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         )
 
 
@@ -580,11 +648,12 @@ class PythonLoad(Generator):
     """The fallback: one thread per connection, http.client keep-alive (the GIL is its limit)."""
 
     name = "python"
+    reason = "wrk is not installed (apt-get install wrk)"
 
     def describe(self) -> str:
         return (
-            f"Python (threads + http.client keep-alive), {self.connections} threads and "
-            "connections, closed loop; wrk is not installed (apt-get install wrk)"
+            f"Python (threads + http.client keep-alive: one process, bound by its GIL), "
+            f"{self.connections} threads and connections, closed loop; {self.reason}"
         )
 
     def run(self, port: int, path: str, seconds: float) -> Load:
@@ -616,7 +685,7 @@ class PythonLoad(Generator):
                     connection.close()
                     connection = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
                     continue
-                latencies.append(time.perf_counter() - sent)
+                latencies.append(1000 * (time.perf_counter() - sent))
                 statuses[answer.status] += 1
             connection.close()
             with lock:
@@ -636,16 +705,14 @@ class PythonLoad(Generator):
             thread.join(seconds + REQUEST_TIMEOUT + 5)
         elapsed = time.monotonic() - started
         after = resource.getrusage(resource.RUSAGE_SELF)
-        latencies = [value for values, _, _ in results for value in values]
         statuses: Counter[int] = Counter()
         for _, counts, _ in results:
             statuses.update(counts)
         return Load(
             seconds=elapsed,
             statuses=statuses,
-            p50_ms=1000 * percentile(latencies, 0.50),
-            p99_ms=1000 * percentile(latencies, 0.99),
             errors=sum(errors for _, _, errors in results),
+            latencies_ms=[(value, 1.0) for values, _, _ in results for value in values],
             generator_cpu=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         )
 
@@ -656,23 +723,79 @@ def pick_generator(choice: str, connections: int, threads: int) -> Generator:
         raise BenchFailure("--generator wrk, but wrk is not installed (apt-get install wrk)")
     if binary is not None and choice != "python":
         return Wrk(connections, threads, binary)
-    return PythonLoad(connections, threads)
+    generator = PythonLoad(connections, threads)
+    if binary is not None:
+        generator.reason = "chosen with --generator python (wrk is installed)"
+    return generator
 
 
-# --- The rows ------------------------------------------------------------------------------------
+# --- The rows: a server and a path each, measured round by round ------------------------------
 
 
 @dataclass
 class Row:
+    key: str
     name: str
-    load: Load
-    cpu: dict[str, float]  # percent of one core per group of processes
+    port: int
+    path: str
+    server_pid: int
     notes: list[str] = field(default_factory=list)
+    processes: dict[int, str] = field(default_factory=dict)
+    # what the rounds added up to
+    seconds: float = 0.0
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: int = 0
+    latencies_ms: list[tuple[float, float]] = field(default_factory=list)
+    generator_cpu: float = 0.0
+    cpu: Counter[str] = field(default_factory=Counter)
+    cpu_elapsed: float = 0.0
+    busiest_shares: list[float] = field(default_factory=list)
+    round_rates: list[float] = field(default_factory=list)
+
+    def add(self, load: Load, cpu: CpuUse) -> None:
+        self.seconds += load.seconds
+        self.statuses.update(load.statuses)
+        self.errors += load.errors
+        self.latencies_ms.extend(load.latencies_ms)
+        self.generator_cpu += load.generator_cpu
+        self.cpu.update(cpu.groups)
+        self.cpu["generator"] += load.generator_cpu
+        self.cpu_elapsed += cpu.elapsed
+        if cpu.busiest_web_share is not None:
+            self.busiest_shares.append(cpu.busiest_web_share)
+        self.round_rates.append(load.rate)
+
+    @property
+    def answers(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def rate(self) -> float:
+        return self.answers / self.seconds if self.seconds else 0.0
+
+    def latency(self, fraction: float) -> float:
+        return weighted_percentile(self.latencies_ms, fraction)
+
+    def cpu_percent(self, group: str) -> float:
+        if group == "other":
+            ours = sum(self.cpu[name] for name in (*SERVER_GROUPS, "broker", "generator"))
+            return max(0.0, 100 * (self.cpu["machine"] - ours) / self.cpu_elapsed)
+        return 100 * self.cpu[group] / self.cpu_elapsed if self.cpu_elapsed else 0.0
 
     @property
     def web_ms_per_answer(self) -> float:
-        """CPU milliseconds the web processes spent per answer."""
-        return 10 * self.cpu.get("web", 0.0) / max(self.load.rate, 1e-9)
+        return 1000 * self.cpu["web"] / max(self.answers, 1)
+
+
+def measure_round(generator: Generator, rows: list[Row], seconds: float) -> None:
+    for row in rows:
+        meter = CpuMeter(row.processes)
+        meter.start()
+        load = generator.run(row.port, row.path, seconds)
+        use = meter.stop()
+        if load.answers == 0:
+            raise BenchFailure(f"{row.name}: no answers at all ({load.errors} errors)")
+        row.add(load, use)
 
 
 @dataclass
@@ -680,243 +803,259 @@ class Context:
     args: argparse.Namespace
     folder: Path
     generator: Generator
+    stack: ExitStack
 
 
-def measure(
-    context: Context, name: str, server_pid: int, port: int, path: str, warmup: bool = True
-) -> Row:
-    """A warm-up (not counted) and then the measured run, with CPU accounting around it."""
-    args = context.args
-    if warmup and args.warmup > 0:
-        context.generator.run(port, path, args.warmup)
-    meter = CpuMeter(watched_processes(server_pid))
-    meter.start()
-    load = context.generator.run(port, path, args.duration)
-    cpu = meter.stop()
-    cpu["generator"] = 100 * load.generator_cpu / load.seconds
-    if load.answers == 0:
-        raise BenchFailure(f"{name}: no answers at all ({load.errors} errors)")
-    print(
-        f"    {load.rate:,.0f} req/s, p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms, "
-        f"{format_statuses(load)}",
-        flush=True,
-    )
-    return Row(name, load, cpu)
+def server_env(**changes: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
+    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", **changes)
+    return env
 
 
-def start_gunicorn(app: str, env: dict[str, str], log: Path) -> tuple[int, Iterator[int]]:
+def wait_for(name: str, url: str) -> None:
+    if not wait_until(lambda: answers(url), START_SECONDS):
+        raise BenchFailure(f"{name} did not answer at {url} within {START_SECONDS:.0f} s")
+
+
+def start_bench_app(context: Context) -> tuple[Row, Row, str]:
+    """gunicorn serving bench_app(): the no-op and the naive rows."""
+    limit = context.args.queue_limit
+    amqp_url = context.stack.enter_context(fresh_vhost("bench-app"))
+    declare(amqp_url, limit)
+    env = server_env(AMQP_URL=amqp_url, FLASH_SALE_QUEUE_LIMIT=str(limit))
     port = free_port()
-    return port, running(gunicorn_argv(port, app), log.parent, env, log)
-
-
-def bench_rows(context: Context) -> list[Row]:
-    """The no-op endpoint and the naive baseline: one gunicorn serving bench_app()."""
-    limit = context.args.queue_limit
-    with fresh_vhost("bench-app") as amqp_url:
-        declare(amqp_url, limit)
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "AMQP_URL": amqp_url,
-            "FLASH_SALE_QUEUE_LIMIT": str(limit),
-        }
-        port, server = start_gunicorn(BENCH_APP, env, context.folder / "bench-app.log")
-        with server as pid:
-            if not wait_until(lambda: answers(f"http://{HOST}:{port}/healthz"), START_SECONDS):
-                raise BenchFailure("the bench app did not answer (its log follows)")
-            print("(1) no-op endpoint ...", flush=True)
-            noop = measure(context, "no-op endpoint", pid, port, "/noop/flash-sales/s1/purchases")
-            print("(2) naive: connect + count + publish per request ...", flush=True)
-            path = "/naive/flash-sales/s1/purchases"
-            if context.args.warmup > 0:
-                context.generator.run(port, path, context.args.warmup)
-            admitted = queue_depth(amqp_url)
-            topped_up = fill_queue(amqp_url, limit, "s1")
-            depth = depth_at_limit(amqp_url, limit)
-            naive = measure(context, "naive: connect+count", pid, port, path, warmup=False)
-            naive.notes.append(
-                f"warm-up: {admitted} published through the endpoint, {topped_up} topped up "
-                f"with pika; measured with the queue at {depth} (limit {limit})"
-            )
-    return [noop, naive]
-
-
-def admin(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def post(url: str, body: dict[str, object], token: str | None = None) -> dict:
-    response = requests.post(
-        url, json=body, headers=admin(token) if token else {}, timeout=REQUEST_TIMEOUT
+    log = context.folder / "bench-app.log"
+    pid = context.stack.enter_context(
+        running(gunicorn_argv(port, BENCH_APP), context.folder, env, log)
     )
-    if response.status_code not in (201, 202):
-        raise BenchFailure(f"POST {url}: {response.status_code} {response.text[:300]}")
-    return response.json()
+    noop = Row("noop", "no-op endpoint", port, "/noop/flash-sales/s1/purchases", pid)
+    naive = Row("naive", "naive: connect+count", port, "/naive/flash-sales/s1/purchases", pid)
+    return noop, naive, amqp_url
 
 
-def sold_out_row(context: Context) -> Row:
-    """The real shop (`shop up`), a sale of quota 1 sold, then the crowd."""
-    limit = context.args.queue_limit
+def start_shop(context: Context) -> tuple[Row, str, str]:
+    """`shop up` in its own folder on its own vhost."""
     folder = context.folder / "shop"
     folder.mkdir()
-    with fresh_vhost("shop") as amqp_url:
-        port, token = free_port(), secrets.token_urlsafe(16)
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
-        env.update(
-            AMQP_URL=amqp_url,
-            SHOP_ADMIN_TOKEN=token,
-            SHOP_HTTP_HOST=HOST,
-            SHOP_HTTP_PORT=str(port),
-            FLASH_SALE_QUEUE_LIMIT=str(limit),
-        )
-        base = f"http://{HOST}:{port}"
-        argv = [sys.executable, "-m", "shop", "up"]
-        print("(3) sold out: `shop up` ...", flush=True)
-        with running(argv, folder, env, folder / "shop-up.log") as pid:
-            if not wait_until(lambda: answers(f"{base}/healthz"), START_SECONDS):
-                raise BenchFailure("`shop up` did not answer (its log follows)")
-            sku = "BENCH-FLASH-1"
-            product = {"sku": sku, "name": "Flash kettle", "price_cents": 2500, "stock": 10}
-            post(f"{base}/api/products", product, token)
-            sale = post(
-                f"{base}/api/flash-sales", {"sku": sku, "price_cents": 999, "quota": 1}, token
-            )
-            sale_url = f"{base}/api/flash-sales/{sale['id']}"
-            post(f"{sale_url}/purchases", {"customer": {"name": "First", "phone": "+4917012345"}})
-
-            def sold_out() -> bool:
-                return requests.get(sale_url, timeout=REQUEST_TIMEOUT).json()["status"] == (
-                    "sold_out"
-                )
-
-            if not wait_until(sold_out, SETTLE_SECONDS, pause=0.1):
-                raise BenchFailure(f"the sale was not sold out within {SETTLE_SECONDS:.0f} s")
-            print("    sold out; the crowd ...", flush=True)
-            row = measure(
-                context,
-                "sold out (the shop)",
-                pid,
-                port,
-                f"/api/flash-sales/{sale['id']}/purchases",
-            )
-            row.notes.append(
-                "`shop up`: the web processes' access log goes through the supervisor's pipe "
-                "(the 'shop' CPU column)"
-            )
-    return row
+    amqp_url = context.stack.enter_context(fresh_vhost("shop"))
+    port, token = free_port(), secrets.token_urlsafe(16)
+    env = server_env(
+        AMQP_URL=amqp_url,
+        SHOP_ADMIN_TOKEN=token,
+        SHOP_HTTP_HOST=HOST,
+        SHOP_HTTP_PORT=str(port),
+        FLASH_SALE_QUEUE_LIMIT=str(context.args.queue_limit),
+    )
+    argv = [sys.executable, "-m", "shop", "up"]
+    pid = context.stack.enter_context(running(argv, folder, env, folder / "shop-up.log"))
+    row = Row("sold_out", "sold out (the shop)", port, "", pid)
+    row.notes.append(
+        "`shop up` pumps every access-log line of the web processes through its supervisor "
+        "(the 'supervisor' CPU column; 'services' are the order, inventory, coupon and "
+        "notification processes)"
+    )
+    return row, amqp_url, token
 
 
-def open_sale_row(context: Context) -> Row:
-    """The real web app without the order process: the queue fills and stays full."""
-    limit = context.args.queue_limit
+def start_open_web(context: Context) -> tuple[Row, str, str]:
+    """The shop's web app under gunicorn, alone: no order process drains the queue."""
     folder = context.folder / "open"
     folder.mkdir()
     database_url = f"sqlite:///{folder / 'orders.db'}"
     upgrade(SERVICE, database_url)
-    with fresh_vhost("open") as amqp_url:
-        token = secrets.token_urlsafe(16)
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
-        env.update(
-            AMQP_URL=amqp_url,
-            ORDER_DATABASE_URL=database_url,
-            SHOP_ADMIN_TOKEN=token,
-            FLASH_SALE_QUEUE_LIMIT=str(limit),
-            PYTHONPATH=str(REPO),
-        )
-        print("(4) open sale, queue at its limit: gunicorn, no order process ...", flush=True)
-        port, server = start_gunicorn(SHOP_APP, env, folder / "web.log")
-        base = f"http://{HOST}:{port}"
-        with server as pid:
-            if not wait_until(lambda: answers(f"{base}/healthz"), START_SECONDS):
-                raise BenchFailure("the web app did not answer (its log follows)")
-            sku = "BENCH-FLASH-2"
-            product = {"sku": sku, "name": "Flash toaster", "price_cents": 3000}
-            post(f"{base}/api/products", {**product, "stock": OPEN_SALE_QUOTA}, token)
-            sale = post(
-                f"{base}/api/flash-sales",
-                {"sku": sku, "price_cents": 1500, "quota": OPEN_SALE_QUOTA},
-                token,
-            )
-            path = f"/api/flash-sales/{sale['id']}/purchases"
-            warmup = context.generator.run(port, path, max(1.0, context.args.warmup))
-            admitted = warmup.statuses.get(202, 0)
-            topped_up = 0
-            if not wait_until(lambda: queue_depth(amqp_url) >= limit, 2.0, pause=0.1):
-                topped_up = fill_queue(amqp_url, limit, sale["id"])
-            depth = depth_at_limit(amqp_url, limit)
-            row = measure(context, "open, queue at limit", pid, port, path, warmup=False)
-            row.notes.append(
-                f"warm-up: {admitted} admitted (202) through the gate, {topped_up} topped up "
-                f"with pika; measured with the queue at {depth} (limit {limit}), nobody draining"
-            )
-            if queue_depth(amqp_url) < limit:
-                row.notes.append(
-                    "the queue fell below its limit during the run: a worker drained it?"
-                )
-    return row
+    amqp_url = context.stack.enter_context(fresh_vhost("open"))
+    token = secrets.token_urlsafe(16)
+    env = server_env(
+        AMQP_URL=amqp_url,
+        ORDER_DATABASE_URL=database_url,
+        SHOP_ADMIN_TOKEN=token,
+        FLASH_SALE_QUEUE_LIMIT=str(context.args.queue_limit),
+    )
+    port = free_port()
+    pid = context.stack.enter_context(
+        running(gunicorn_argv(port, SHOP_APP), folder, env, folder / "web.log")
+    )
+    return Row("open", "open, queue at limit", port, "", pid), amqp_url, token
+
+
+def sell_out(context: Context, row: Row, token: str) -> str:
+    """A product, a sale of quota 1, one purchase; wait until the sale says sold_out."""
+    base = f"http://{HOST}:{row.port}"
+    wait_for("`shop up`", f"{base}/healthz")
+    sku = "BENCH-FLASH-1"
+    product = {"sku": sku, "name": "Flash kettle", "price_cents": 2500, "stock": 10}
+    post(f"{base}/api/products", product, token)
+    sale = post(f"{base}/api/flash-sales", {"sku": sku, "price_cents": 999, "quota": 1}, token)
+    sale_url = f"{base}/api/flash-sales/{sale['id']}"
+    post(f"{sale_url}/purchases", {"customer": {"name": "First", "phone": "+4917012345"}})
+
+    def sold_out() -> bool:
+        return requests.get(sale_url, timeout=REQUEST_TIMEOUT).json()["status"] == "sold_out"
+
+    if not wait_until(sold_out, SETTLE_SECONDS, pause=0.1):
+        raise BenchFailure(f"the sale was not sold out within {SETTLE_SECONDS:.0f} s")
+    row.path = f"/api/flash-sales/{sale['id']}/purchases"
+    if context.args.warmup > 0:
+        context.generator.run(row.port, row.path, context.args.warmup)
+    return sale_url
+
+
+def open_sale(context: Context, row: Row, amqp_url: str, token: str) -> None:
+    """A sale with a huge quota; the warm-up's admissions fill the queue (pika tops it up)."""
+    limit = context.args.queue_limit
+    base = f"http://{HOST}:{row.port}"
+    wait_for("the web app", f"{base}/healthz")
+    sku = "BENCH-FLASH-2"
+    product = {"sku": sku, "name": "Flash toaster", "price_cents": 3000}
+    post(f"{base}/api/products", {**product, "stock": OPEN_SALE_QUOTA}, token)
+    sale = post(
+        f"{base}/api/flash-sales",
+        {"sku": sku, "price_cents": 1500, "quota": OPEN_SALE_QUOTA},
+        token,
+    )
+    row.path = f"/api/flash-sales/{sale['id']}/purchases"
+    warmup = context.generator.run(row.port, row.path, max(1.0, context.args.warmup))
+    admitted = warmup.statuses.get(202, 0)
+    topped_up = 0
+    if not wait_until(lambda: queue_depth(amqp_url) >= limit, 2.0, pause=0.1):
+        topped_up = fill_queue(amqp_url, limit, sale["id"])
+    depth = depth_at_limit(amqp_url, limit)
+    row.notes.append(
+        f"warm-up: {admitted} admitted (202) through the gate in {warmup.seconds:.1f} s, "
+        f"{topped_up} topped up with pika; measured with the queue at {depth} "
+        f"(limit {limit}), nobody draining"
+    )
+
+
+def fill_for_naive(context: Context, row: Row, amqp_url: str) -> None:
+    limit = context.args.queue_limit
+    wait_for("the bench app", f"http://{HOST}:{row.port}/healthz")
+    warmup = context.generator.run(row.port, row.path, context.args.warmup)
+    topped_up = fill_queue(amqp_url, limit, "s1")
+    depth = depth_at_limit(amqp_url, limit)
+    row.notes.append(
+        f"warm-up: {warmup.statuses.get(202, 0)} published through the endpoint in "
+        f"{warmup.seconds:.1f} s, {topped_up} topped up with pika; measured with the queue "
+        f"at {depth} (limit {limit})"
+    )
+
+
+def run(context: Context) -> list[Row]:
+    args = context.args
+    generator = context.generator
+    seconds = generator.slice_seconds(args.duration / args.rounds)
+    print(
+        f"gunicorn as the shop's web process ({gunicorn_flags()}); generator: "
+        f"{generator.name}, {args.connections} connections; {args.rounds} rounds of "
+        f"{seconds:g} s per row after {args.warmup:g} s of warm-up; "
+        f"FLASH_SALE_QUEUE_LIMIT={args.queue_limit}",
+        flush=True,
+    )
+    print("starting gunicorn (bench app), `shop up`, gunicorn (the shop's web app) ...")
+    noop, naive, bench_amqp = start_bench_app(context)
+    sold_out, _, shop_token = start_shop(context)
+    open_row, open_amqp, open_token = start_open_web(context)
+    rows = [noop, naive, sold_out, open_row]
+
+    print("preparing: the no-op warm-up; the naive queue filled ...", flush=True)
+    wait_for("the bench app", f"http://{HOST}:{noop.port}/healthz")
+    if args.warmup > 0:
+        generator.run(noop.port, noop.path, args.warmup)
+    fill_for_naive(context, naive, bench_amqp)
+    print("preparing: a sale sold out in the shop ...", flush=True)
+    sale_url = sell_out(context, sold_out, shop_token)
+    print("preparing: an open sale, its queue filled ...", flush=True)
+    open_sale(context, open_row, open_amqp, open_token)
+    for row in rows:
+        row.processes = watched_processes(row.server_pid)
+
+    for number in range(args.rounds):
+        order = rows[number % len(rows) :] + rows[: number % len(rows)]
+        measure_round(generator, order, seconds)
+        rates = " | ".join(f"{row.name} {row.round_rates[-1]:,.0f}" for row in rows)
+        print(f"round {number + 1}/{args.rounds} (req/s): {rates}", flush=True)
+
+    if queue_depth(open_amqp) < args.queue_limit:
+        open_row.notes.append("the queue fell below its limit during the run: drained?")
+    if requests.get(sale_url, timeout=REQUEST_TIMEOUT).json()["status"] != "sold_out":
+        sold_out.notes.append("the sale is no longer sold out after the run!")
+    print("stopping the servers ...", flush=True)
+    return rows
 
 
 # --- The report ----------------------------------------------------------------------------------
 
 
-def format_statuses(load: Load) -> str:
-    parts = [f"{status}:{n}" for status, n in sorted(load.statuses.items())]
-    if load.errors:
-        parts.append(f"errors:{load.errors}")
+def format_statuses(row: Row) -> str:
+    parts = [f"{status}:{n}" for status, n in sorted(row.statuses.items())]
+    if row.errors:
+        parts.append(f"errors:{row.errors}")
     return " ".join(parts)
 
 
 def print_table(rows: list[Row]) -> None:
-    noop = rows[0].load
+    noop = rows[0]
+    noop_p99 = noop.latency(0.99)
     print()
     print(
         f"| {'row':<22} | {'req/s':>7} | {'p50 ms':>6} | {'p99 ms':>6} | {'vs no-op':>8} "
-        f"| {'p99 x':>5} | {'statuses (answers in ' + str(round(noop.seconds)) + ' s)':<32} |"
+        f"| {'p99 x':>5} | {'statuses (all rounds)':<26} |"
     )
-    print(f"|{'-' * 24}|{'-' * 8}:|{'-' * 7}:|{'-' * 7}:|{'-' * 9}:|{'-' * 6}:|{'-' * 34}|")
+    print(f"|{'-' * 24}|{'-' * 8}:|{'-' * 7}:|{'-' * 7}:|{'-' * 9}:|{'-' * 6}:|{'-' * 28}|")
     for row in rows:
-        load = row.load
+        p99 = row.latency(0.99)
         print(
-            f"| {row.name:<22} | {load.rate:>7,.0f} | {load.p50_ms:>6.1f} | {load.p99_ms:>6.1f} "
-            f"| {load.rate / noop.rate:>7.2f}x | {load.p99_ms / noop.p99_ms:>4.1f}x "
-            f"| {format_statuses(load):<32} |"
+            f"| {row.name:<22} | {row.rate:>7,.0f} | {row.latency(0.5):>6.1f} | {p99:>6.1f} "
+            f"| {row.rate / noop.rate:>7.2f}x | {p99 / noop_p99:>4.1f}x "
+            f"| {format_statuses(row):<26} |"
         )
+    cores = os.cpu_count() or 1
     print()
     print(
-        "Where the CPU went (% of one core; the machine has "
-        f"{os.cpu_count()} cores, so 'machine' goes up to {100 * (os.cpu_count() or 1)} %):"
+        f"Where the CPU went (% of one core; {cores} cores, so 'machine' is at most {100 * cores}):"
     )
     print()
     print(
-        f"| {'row':<22} | {'web':>5} | {'shop':>5} | {'broker':>6} | {'generator':>9} "
-        f"| {'machine':>7} | {'web CPU ms/answer':>17} |"
+        f"| {'row':<22} | {'web':>4} | {'supervisor':>10} | {'services':>8} | {'broker':>6} "
+        f"| {'generator':>9} | {'other':>5} | {'machine':>7} | {'web ms/answer':>13} "
+        f"| {'busiest worker':>14} |"
     )
-    print(f"|{'-' * 24}|{'-' * 6}:|{'-' * 6}:|{'-' * 7}:|{'-' * 10}:|{'-' * 8}:|{'-' * 18}:|")
+    print(
+        f"|{'-' * 24}|{'-' * 5}:|{'-' * 11}:|{'-' * 9}:|{'-' * 7}:|{'-' * 10}:|{'-' * 6}:"
+        f"|{'-' * 8}:|{'-' * 14}:|{'-' * 15}:|"
+    )
     for row in rows:
-        cpu = row.cpu
+        share = sum(row.busiest_shares) / len(row.busiest_shares) if row.busiest_shares else 0
         print(
-            f"| {row.name:<22} | {cpu.get('web', 0):>5.0f} | {cpu.get('shop', 0):>5.0f} "
-            f"| {cpu.get('broker', 0):>6.0f} | {cpu.get('generator', 0):>9.0f} "
-            f"| {cpu.get('machine', 0):>7.0f} | {row.web_ms_per_answer:>17.3f} |"
+            f"| {row.name:<22} | {row.cpu_percent('web'):>4.0f} "
+            f"| {row.cpu_percent('supervisor'):>10.0f} | {row.cpu_percent('services'):>8.0f} "
+            f"| {row.cpu_percent('broker'):>6.0f} | {row.cpu_percent('generator'):>9.0f} "
+            f"| {row.cpu_percent('other'):>5.0f} | {row.cpu_percent('machine'):>7.0f} "
+            f"| {row.web_ms_per_answer:>13.3f} | {100 * share:>13.0f}% |"
         )
     print()
     for row in rows:
         for note in row.notes:
             print(f"  {row.name}: {note}")
+    other = sum(row.cpu_percent("other") for row in rows) / len(rows)
+    if other > BUSY_MACHINE:
+        print(
+            f"  the machine was busy with other work: {other:.0f} % of a core on average went "
+            "to processes outside the bench. The rounds interleave the rows so that each "
+            "ratio compares like with like, but run again on a quiet machine."
+        )
 
 
-def print_generator(context: Context, noop: Row) -> None:
-    generator = context.generator
-    load = noop.load
-    per_request_us = 1e6 * load.generator_cpu / max(load.answers, 1)
+def print_generator(generator: Generator, noop: Row) -> None:
+    per_request_us = 1e6 * noop.generator_cpu / max(noop.answers, 1)
     alone = 1e6 / per_request_us if per_request_us else float("inf")
     print()
     print(f"load generator: {generator.describe()}")
     print(
-        f"  its ceiling here: {load.rate:,.0f} req/s against the no-op endpoint (generator and "
+        f"  its ceiling here: {noop.rate:,.0f} req/s against the no-op endpoint (generator and "
         f"server together); it spent {per_request_us:.0f} us of CPU per request, so alone on "
         f"one core it could offer about {alone:,.0f} req/s. It shares the machine's "
-        f"{os.cpu_count()} cores with the server and RabbitMQ: every row pays for it alike."
+        f"{os.cpu_count()} cores with the servers and RabbitMQ, alike for every row."
     )
 
 
@@ -924,38 +1063,35 @@ def goal_line(what: str, value: float, goal: float, at_least: bool) -> str:
     met = value >= goal if at_least else value <= goal
     sign = ">=" if at_least else "<="
     verdict = "goal met" if met else "goal NOT met"
-    return f"  {what:<48} {value:>6.2f}  (goal {sign} {goal:g}): {verdict}"
+    return f"  {what:<44} {value:>6.2f}  (goal {sign} {goal:g}): {verdict}"
 
 
-def print_goals(rows: dict[str, Row]) -> None:
-    noop, naive = rows["noop"].load, rows["naive"].load
-    sold_out, open_sale = rows["sold_out"].load, rows["open"].load
+def print_goals(rows: list[Row]) -> None:
+    noop, naive, sold_out, open_sale = rows
+    noop_p99 = noop.latency(0.99)
     print()
     print("goals:")
-    print(goal_line("sold out: throughput / no-op", sold_out.rate / noop.rate, SOLD_OUT_GOAL, True))
-    print(goal_line("sold out: p99 / no-op p99", sold_out.p99_ms / noop.p99_ms, P99_GOAL, False))
+    for what, value, goal, at_least in [
+        ("sold out: throughput / no-op", sold_out.rate / noop.rate, SOLD_OUT_GOAL, True),
+        ("sold out: p99 / no-op p99", sold_out.latency(0.99) / noop_p99, P99_GOAL, False),
+        ("open, queue at limit: throughput / no-op", open_sale.rate / noop.rate, OPEN_GOAL, True),
+        (
+            "open, queue at limit: p99 / no-op p99",
+            open_sale.latency(0.99) / noop_p99,
+            P99_GOAL,
+            False,
+        ),
+        ("open, queue at limit: throughput / naive", open_sale.rate / naive.rate, NAIVE_GOAL, True),
+    ]:
+        print(goal_line(what, value, goal, at_least))
     print(
-        goal_line(
-            "open, queue at limit: throughput / no-op", open_sale.rate / noop.rate, OPEN_GOAL, True
-        )
+        f"  (sold out / naive: {sold_out.rate / naive.rate:.1f}x; the no-op itself is "
+        f"{noop.rate / naive.rate:.1f}x naive, the most any endpoint can reach on this machine "
+        "with this server)"
     )
-    print(
-        goal_line(
-            "open, queue at limit: p99 / no-op p99", open_sale.p99_ms / noop.p99_ms, P99_GOAL, False
-        )
-    )
-    print(
-        goal_line(
-            "open, queue at limit: throughput / naive",
-            open_sale.rate / naive.rate,
-            NAIVE_GOAL,
-            True,
-        )
-    )
-    print(f"  (sold out / naive: {sold_out.rate / naive.rate:.1f}x)")
 
 
-# --- Main -----------------------------------------------------------------------------------
+# --- Main ---------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -968,19 +1104,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--duration", type=float, default=8.0, help="seconds of load per row (default 8)"
     )
     parser.add_argument(
+        "--rounds", type=int, default=4, help="rounds the duration is split into (default 4)"
+    )
+    parser.add_argument(
         "--connections", type=int, default=32, help="keep-alive connections (default 32)"
     )
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads, at most 9 (default 1)")
     parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="wrk threads (default 1: leave the cores to the server)",
-    )
-    parser.add_argument(
-        "--warmup",
-        type=float,
-        default=1.0,
-        help="seconds of uncounted load before a row (default 1)",
+        "--warmup", type=float, default=1.0, help="seconds of warm-up per row (default 1)"
     )
     parser.add_argument(
         "--queue-limit",
@@ -992,23 +1123,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--generator",
         choices=["auto", "wrk", "python"],
         default="auto",
-        help="auto: wrk when installed, else the Python generator",
+        help="auto (default): wrk when installed, else the Python generator",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.duration <= 0 or args.connections < 1 or args.warmup < 0:
+        parser.error("--rounds, --duration and --connections must be positive")
+    return args
 
 
-def run(context: Context) -> dict[str, Row]:
-    args = context.args
-    print(
-        f"gunicorn as the shop's web process ({gunicorn_flags()}); {args.connections} "
-        f"connections, {args.duration:g} s per row after {args.warmup:g} s of warm-up; "
-        f"FLASH_SALE_QUEUE_LIMIT={args.queue_limit}; generator: {context.generator.name}",
-        flush=True,
-    )
-    noop, naive = bench_rows(context)
-    sold_out = sold_out_row(context)
-    open_sale = open_sale_row(context)
-    return {"noop": noop, "naive": naive, "sold_out": sold_out, "open": open_sale}
+def print_log_tails(folder: Path, lines: int = 20) -> None:
+    """The servers' logs go with the temporary folder: show their ends first."""
+    for log in sorted(folder.rglob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"--- the last lines of {log.relative_to(folder)}:")
+        print("\n".join(tail))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1020,26 +1148,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL: {failure}")
         return 1
     with tempfile.TemporaryDirectory(prefix="bench-flash-sale-") as folder:
-        context = Context(args, Path(folder), generator)
         try:
-            rows = run(context)
+            with ExitStack() as stack:
+                rows = run(Context(args, Path(folder), generator, stack))
         except BenchFailure as failure:
             print(f"FAIL: {failure}")
             print_log_tails(Path(folder))
             return 1
-    print_table(list(rows.values()))
-    print_generator(context, rows["noop"])
+    print_table(rows)
+    print_generator(generator, rows[0])
     print_goals(rows)
     print(f"\n(the whole bench took {time.monotonic() - started:.0f} s)")
     return 0
-
-
-def print_log_tails(folder: Path, lines: int = 20) -> None:
-    """The servers' logs die with the temporary folder: show their ends first."""
-    for log in sorted(folder.rglob("*.log")):
-        tail = log.read_text(errors="replace").splitlines()[-lines:]
-        print(f"--- the last lines of {log.relative_to(folder)}:")
-        print("\n".join(tail))
 
 
 if __name__ == "__main__":

@@ -67,11 +67,14 @@ def problem(
     return response
 
 
-def install(app: Flask) -> None:
-    @app.before_request
-    def assign_request_id() -> None:
+def request_id_of_this_request() -> str:
+    """The caller's X-Request-ID, or a new id; made only when something is logged."""
+    if "request_id" not in g:
         g.request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
+    return g.request_id
 
+
+def install(app: Flask) -> None:
     @app.errorhandler(ApiProblem)
     def on_api_problem(error: ApiProblem) -> Response:
         return problem(error.status, error.title, error.detail, error.errors, error.headers)
@@ -96,7 +99,7 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def on_unexpected(error: Exception) -> Response:
-        request_id = getattr(g, "request_id", "-")
+        request_id = request_id_of_this_request()
         log.exception(
             "unhandled error on %s %s",
             request.method,
