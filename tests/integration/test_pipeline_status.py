@@ -119,7 +119,12 @@ def test_pipeline_lists_every_queue_and_follows_ready_unacked_consumers_and_dead
     assert [(queue["name"], queue["dead"]) for queue in body["queues"]] == expected
     assert all(set(queue) >= {"name", "ready", "unacked", "consumers"} for queue in body["queues"])
     assert body["outbox"] == dict.fromkeys(SERVICES, 0)
-    assert body["flash_sale"] == {"accepted": 0, "dropped": 0}
+    assert body["flash_sale"] == {
+        "accepted": 0,
+        "dropped": 0,
+        "shed": {},
+        "decided": {"won": 0, "lost": 0},
+    }
 
     for number in range(3):
         publish_raw(amqp_url, "inventory.orders", f'{{"n": {number}}}'.encode())
