@@ -1551,6 +1551,20 @@ def server_processes(trial: Trial) -> dict[str, float]:
     return {label: cpu for label, cpu in trial.cpu.items() if label not in outside}
 
 
+def cpu_budget(trial: Trial, capacity: float) -> str:
+    """CPU per request at a passing rate, and the rate that CPU alone would allow."""
+    used = sum(server_processes(trial).values()) + trial.cpu.get(RABBITMQ, 0.0)
+    per_request = used / 100 / trial.rate  # seconds of CPU
+    generator = trial.cpu.get("this process (load generator)", 0.0)
+    ceiling = (capacity - generator) / 100 / per_request
+    return (
+        f"At {trial.rate:.0f}/s the server and RabbitMQ used {per_request * 1000:.1f} ms of CPU "
+        f"per request (RabbitMQ {trial.cpu.get(RABBITMQ, 0.0) / trial.rate * 10:.1f} ms): the "
+        f"machine's {capacity:.0f} %, less the generator's share, allows about {ceiling:.0f}/s "
+        "on CPU alone."
+    )
+
+
 def print_findings(name: str, search: Search | None) -> None:
     """What limited the rate, read off the lowest failing trial's CPU and thread samples."""
     if search is None or search.failed is None or search.best is None:
@@ -1571,6 +1585,7 @@ def print_findings(name: str, search: Search | None) -> None:
         f"In each web worker, on average {web_running:.1f} threads were running or waiting "
         f"for a core, and {web_sleep:.1f} were asleep in SQLite's busy handler."
     )
+    say(cpu_budget(search.best, capacity))
     if server[busiest] >= 90:
         say(f"-> {busiest} is CPU-bound: one Python process cannot use a second core.")
     if machine >= 0.9 * capacity:
