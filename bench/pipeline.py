@@ -34,10 +34,11 @@ One run measures three things and prints one table.
 
 The load generator is pure Python: one asyncio loop that starts each request at its
 scheduled moment (open loop: a slow server does not slow the offered rate down; latency is
-counted from the moment the request was due, so waiting for a free slot counts too), one
-TCP connection per request (gunicorn's sync workers close the connection after each
-answer). The output gives its ceiling: the CPU time it spends per request, and so the most
-requests per second it could offer with one core to itself.
+counted from the moment the request was due, so waiting for a free slot counts too), a
+new TCP connection per request (`Connection: close`, as a crowd of browsers would rather
+than one client re-using a connection). The output gives its ceiling: the CPU time it
+spends per request, and so the most requests per second it could offer with one core to
+itself.
 
 How to read it: the machine has few cores (`nproc`), and the load generator, RabbitMQ, the
 server's processes and anything else running on the machine share them, so every number
