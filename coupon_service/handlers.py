@@ -83,7 +83,7 @@ def _reward(session: Session, order: OrderOutcome) -> None:
     if issued is not None:
         return
     reward = Coupon(
-        code=f"THANKS-{secrets.token_hex(3).upper()}",
+        code=f"THANKS-{secrets.token_hex(6).upper()}",
         percent_off=REWARD_PERCENT_OFF,
         min_subtotal_cents=0,
         expires_at=utcnow() + timedelta(days=REWARD_VALID_DAYS),

@@ -7,7 +7,7 @@ RpcError whose `status` tells the order service which HTTP status to answer with
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from sqlalchemy.orm import Session
@@ -49,6 +50,13 @@ class CreateRequest(BaseModel):
     min_subtotal_cents: Cents = 0
     expires_at: datetime | None = None
     customer_phone: str | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def in_utc(cls, moment: datetime | None) -> datetime | None:
+        if moment is not None and moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return None if moment is None else moment.astimezone(UTC)  # SQLite keeps no offset
 
     @model_validator(mode="after")
     def one_kind_of_discount(self) -> CreateRequest:
@@ -99,7 +107,7 @@ def reserve(session: Session, request: dict[str, Any]) -> dict[str, Any]:
 
 def create(session: Session, request: dict[str, Any]) -> dict[str, Any]:
     asked = _parse(CreateRequest, request)
-    code = asked.code or f"SAVE-{secrets.token_hex(3).upper()}"
+    code = asked.code or f"SAVE-{secrets.token_hex(6).upper()}"
     if session.get(Coupon, code) is not None:
         raise RpcError(f"a coupon with code {code!r} exists already", status=409)
     coupon = Coupon(

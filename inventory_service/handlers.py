@@ -61,7 +61,7 @@ def on_product_created(session: Session, envelope: Envelope) -> None:
 
 def on_stock_set(session: Session, envelope: Envelope) -> None:
     event = envelope.body_as(StockSet)
-    item = session.get(StockItem, event.sku)
+    item = session.get(StockItem, event.sku, with_for_update=True)
     if item is None:
         item = StockItem(sku=event.sku, available=event.stock, version=1)
         session.add(item)

@@ -34,6 +34,7 @@ from messaging.topology import EVENTS_EXCHANGE, declare_topology
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
+CONFIRM_GRACE = 10.0  # the publisher's own confirm timeout: an answer always comes by then
 
 
 class BackgroundPublisher:
@@ -57,7 +58,12 @@ class BackgroundPublisher:
         try:
             return verdict.result(timeout)
         except FutureTimeout:
-            raise BrokerUnavailable(f"no confirm within {timeout:g} s") from None
+            if verdict.cancel():  # not taken yet: it will never be published
+                raise BrokerUnavailable(f"no confirm within {timeout:g} s") from None
+            try:  # already on the wire: its verdict is the answer
+                return verdict.result(CONFIRM_GRACE)
+            except FutureTimeout:
+                raise BrokerUnavailable("the broker did not confirm") from None
 
     def close(self) -> None:
         self._stop.set()
@@ -112,7 +118,8 @@ class BackgroundPublisher:
                 batch.append(self._pending.get_nowait())
             except queue.Empty:
                 break
-        return batch
+        # A caller that gave up cancelled its future: that message is dropped, not sent.
+        return [item for item in batch if item[1].set_running_or_notify_cancel()]
 
     def _publish(
         self, publisher: ConfirmingPublisher, batch: Sequence[tuple[Outgoing, Future[Outcome]]]
@@ -132,7 +139,8 @@ class BackgroundPublisher:
                 _, verdict = self._pending.get_nowait()
             except queue.Empty:
                 return
-            verdict.set_exception(BrokerUnavailable(f"the broker went away: {error}"))
+            if verdict.set_running_or_notify_cancel():  # skip the ones their caller cancelled
+                verdict.set_exception(BrokerUnavailable(f"the broker went away: {error}"))
 
 
 class BroadcastListener:

@@ -3,6 +3,8 @@
 SQLite gets WAL mode, a busy timeout and `BEGIN IMMEDIATE` transactions. With several
 processes writing one file, a deferred transaction that reads and then writes can fail at
 once with "database is locked"; taking the write lock up front makes writers queue instead.
+Sessions that only read (`make_read_session_factory`) begin with a plain `BEGIN`: in WAL
+mode they read beside the writer and never wait for, or hold up, the write lock.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+READ_ONLY = "shop_read_only"  # an execution option: begin without the write lock
 
 
 def make_engine(url: str, **engine_options: object) -> Engine:
@@ -47,11 +50,19 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for reading only (on SQLite they take no write lock); never write in one."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 def supports_skip_locked(engine: Engine) -> bool:

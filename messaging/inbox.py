@@ -1,8 +1,8 @@
 """The inbox: an idempotent consumer remembers every message it has handled.
 
 The consumer inserts (queue, message_id) in the same transaction as the message's
-effect. A second delivery of the same message finds the row and changes nothing. Two
-deliveries handled at once collide on the primary key, and the loser is a duplicate.
+effect. A second delivery of the same message finds the row there and changes nothing;
+two deliveries handled at once collide on the primary key, and the second is a duplicate.
 
 Each service maps the columns below onto its own table:
 
@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import DateTime, String
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from messaging.outbox import utcnow
@@ -33,15 +34,20 @@ class InboxColumns:
 def first_delivery(
     session: Session, model: type[InboxColumns], *, queue: str, message_id: str, message_type: str
 ) -> bool:
-    """Record the message in the caller's transaction; False if it was handled before."""
-    seen = session.scalar(
-        select(model.message_id).where(model.queue == queue, model.message_id == message_id)
+    """Record the message in the caller's transaction; False if it was handled before.
+
+    One statement, `INSERT ... ON CONFLICT DO NOTHING RETURNING`: nothing inserted, nothing
+    returned, a duplicate.
+    On PostgreSQL a concurrent delivery of the same message waits for the first
+    transaction and then inserts nothing (it committed) or inserts (it rolled back).
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    table = model.__table__
+    statement = (
+        insert(table)
+        .values(queue=queue, message_id=message_id, message_type=message_type, handled_at=utcnow())
+        .on_conflict_do_nothing()
+        .returning(table.c.message_id)  # a row back means it was inserted (rowcount is unreliable)
     )
-    if seen is not None:
-        return False
-    try:
-        with session.begin_nested():
-            session.add(model(queue=queue, message_id=message_id, message_type=message_type))
-    except IntegrityError:
-        return False  # another consumer committed the same message a moment ago
-    return True
+    return session.execute(statement).first() is not None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,7 +26,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from messaging.connection import CONNECTION_ERRORS, Backoff, close_quietly, connect_with_retry
-from messaging.database import make_session_factory, supports_skip_locked
+from messaging.database import (
+    make_read_session_factory,
+    make_session_factory,
+    supports_skip_locked,
+)
 from messaging.outbox import OutboxColumns, utcnow
 from messaging.publisher import ConfirmingPublisher, Outcome, Outgoing, PublishFailed
 from messaging.topology import declare_topology
@@ -58,6 +63,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self._sessions: sessionmaker[Session] = make_session_factory(engine)
+        self._read_sessions = make_read_session_factory(engine)  # an idle poll locks nothing
         self._lock_rows = supports_skip_locked(engine)
 
     def run(self, stop: threading.Event) -> None:
@@ -76,9 +82,10 @@ class OutboxRelay:
                 refused = Backoff(base=0.5, cap=30.0)
                 while not stop.is_set():
                     batch = self.relay_once(publisher)
-                    if batch.refused:
-                        # The broker said no (nack, unroutable): wait before trying again.
-                        connection.sleep(refused.next_delay())
+                    if batch.refused and batch.refused == batch.claimed:
+                        # The broker refused everything (nacks, unroutable): wait before
+                        # trying again. A batch that got partly through goes on at once.
+                        _sleep(connection, stop, refused.next_delay())
                         continue
                     refused.reset()
                     if batch.claimed < self.batch_size:
@@ -116,14 +123,13 @@ class OutboxRelay:
                     return BatchResult(0, 0)
                 outcomes = publisher.publish_batch(_outgoing(rows))
                 return self._record(session, rows, outcomes)
-        with self._sessions() as session:
-            with session.begin():
-                rows = self._claim(session)
-            if not rows:
-                return BatchResult(0, 0)
-            outcomes = publisher.publish_batch(_outgoing(rows))
-            with session.begin():
-                return self._record(session, rows, outcomes)
+        with self._read_sessions() as session, session.begin():
+            rows = self._claim(session)
+        if not rows:
+            return BatchResult(0, 0)
+        outcomes = publisher.publish_batch(_outgoing(rows))
+        with self._sessions() as session, session.begin():
+            return self._record(session, rows, outcomes)
 
     def _claim(self, session: Session) -> list[OutboxColumns]:
         model = self.model
@@ -162,6 +168,13 @@ class OutboxRelay:
                     .values(attempts=model.attempts + 1, last_error=outcome.error)
                 )
         return BatchResult(claimed=len(rows), refused=len(rows) - len(confirmed))
+
+
+def _sleep(connection, stop: threading.Event, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    """Sleep while serving the connection's heartbeats, waking early when asked to stop."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < deadline:
+        connection.sleep(min(0.2, deadline - time.monotonic()))
 
 
 def _outgoing(rows: Sequence[OutboxColumns]) -> list[Outgoing]:

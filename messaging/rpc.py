@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pika
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from messaging.connection import CONNECTION_ERRORS, close_quietly, open_connection
@@ -65,13 +65,21 @@ class RpcClient:
 
     def call(self, queue: str, request_type: str, body: dict[str, Any]) -> dict[str, Any]:
         """Send a request and return the reply body; raise RpcTimeout when none comes."""
-        try:
-            return self._call(queue, request_type, body)
-        except RpcTimeout:
-            raise  # a TimeoutError is an OSError: keep it from the branch below
-        except CONNECTION_ERRORS as error:
-            self.close()
-            raise RpcTimeout(f"the broker connection failed: {type(error).__name__}") from error
+        for attempt in (1, 2):
+            try:
+                return self._call(queue, request_type, body)
+            except RpcTimeout:
+                raise  # a TimeoutError is an OSError: keep it from the branch below
+            except CONNECTION_ERRORS as error:
+                # Between calls nobody serves this connection's heartbeats, so after a quiet
+                # minute the broker may have dropped it: reconnect and try once more (every
+                # request is safe to repeat: quotes read, a reservation is per order id).
+                self.close()
+                if attempt == 2:
+                    raise RpcTimeout(
+                        f"the broker connection failed: {type(error).__name__}"
+                    ) from error
+        raise AssertionError("unreachable")
 
     def _call(self, queue: str, request_type: str, body: dict[str, Any]) -> dict[str, Any]:
         connection, channel = self._connect()
@@ -181,12 +189,14 @@ class RpcServer(QueueWorker):
                 return {"ok": True, **handler(session, request)}
         except RpcError as error:
             return {"ok": False, "error": error.message, **error.details}
+        except IntegrityError:  # a concurrent request created the same thing a moment ago
+            return {"ok": False, "error": "it exists already", "status": 409}
         except DBAPIError:
             log.exception("%s: database error answering %s", self.queue, request_type, extra=extra)
             return {"ok": False, "error": "the service's database is unavailable", "retry": True}
         except Exception:
             log.exception("%s: failed answering %s", self.queue, request_type, extra=extra)
-            return {"ok": False, "error": "internal error"}
+            return {"ok": False, "error": "internal error", "retry": True}
 
 
 def _expired(properties: pika.BasicProperties) -> bool:

@@ -68,10 +68,15 @@ class Snapshot:
 
 class AdmissionGate:
     def __init__(
-        self, settings: Settings, sessions: sessionmaker[Session], signer: TicketSigner
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        signer: TicketSigner,
+        read_sessions: sessionmaker[Session] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.read_sessions = read_sessions or sessions
         self.signer = signer
         self._lock = threading.Lock()
         self._sales: dict[str, Snapshot] = {}
@@ -161,7 +166,7 @@ class AdmissionGate:
         missing_since = self._unknown.get(sale_id)
         if missing_since is not None and now - missing_since < REFRESH_SECONDS:
             return None
-        with self.sessions() as session:
+        with self.read_sessions() as session:
             sale = session.get(FlashSale, sale_id)
             snapshot = (
                 None

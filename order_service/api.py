@@ -102,13 +102,13 @@ def readyz() -> Response | tuple[Response, int]:
 
 @blueprint.get("/api/products")
 def list_products() -> Response:
-    with web().sessions() as session:
+    with web().read_sessions() as session:
         return jsonify([product_json(p) for p in handlers.list_products(session)])
 
 
 @blueprint.get("/api/products/<sku>")
 def get_product(sku: str) -> Response:
-    with web().sessions() as session:
+    with web().read_sessions() as session:
         return jsonify(product_json(handlers.get_product(session, sku)))
 
 
@@ -142,6 +142,7 @@ def place_order() -> tuple[Response, int, dict[str, str]]:
         web().sessions,
         command,
         coupons=web().coupons,
+        read_sessions=web().read_sessions,
         idempotency_key=key,
         request_hash=request_hash,
     )
@@ -151,7 +152,7 @@ def place_order() -> tuple[Response, int, dict[str, str]]:
 
 @blueprint.get("/api/orders/<order_id>")
 def get_order(order_id: str) -> Response:
-    with web().sessions() as session:
+    with web().read_sessions() as session:
         return jsonify(order_json(handlers.get_order(session, order_id)))
 
 

@@ -8,7 +8,7 @@ from flask import Flask
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from messaging.database import make_engine, make_session_factory
+from messaging.database import make_engine, make_read_session_factory, make_session_factory
 from messaging.settings import Settings
 from order_service import api, flash_api, ops, pages, problems
 from order_service.admission import AdmissionGate
@@ -23,6 +23,7 @@ class WebContext:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]  # for reads: on SQLite they take no write lock
     coupons: CouponDesk
     flash_sales: AdmissionGate
     tickets: TicketSigner
@@ -35,14 +36,16 @@ def create_app(settings: Settings | None = None, *, rpc_timeout: float = 3.0) ->
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
     sessions = make_session_factory(engine)
+    read_sessions = make_read_session_factory(engine)
     # Ticket ids are signed; every web process must share the secret (see flash_sale.py).
     tickets = TicketSigner(settings.admin_token or settings.order_database_url)
     app.extensions["shop"] = WebContext(
         settings,
         engine,
         sessions,
+        read_sessions,
         CouponDesk(settings.amqp_url, timeout=rpc_timeout),
-        AdmissionGate(settings, sessions, tickets),
+        AdmissionGate(settings, sessions, tickets, read_sessions),
         tickets,
     )
     problems.install(app)

@@ -34,7 +34,7 @@ def create_sale() -> tuple[Response, int, dict[str, str]]:
 
 @blueprint.get("/api/flash-sales/<sale_id>")
 def get_sale(sale_id: str) -> Response:
-    with web().sessions() as session:
+    with web().read_sessions() as session:
         sale = flash_sale.get_sale(session, sale_id)
         return jsonify(flash_sale.sale_view(sale, web().settings.flash_sale_queue_limit, utcnow()))
 
@@ -53,5 +53,5 @@ def purchase(sale_id: str) -> tuple[Response, int] | Response:
 
 @blueprint.get("/api/flash-sales/<sale_id>/tickets/<ticket_id>")
 def get_ticket(sale_id: str, ticket_id: str) -> Response:
-    with web().sessions() as session:
+    with web().read_sessions() as session:
         return jsonify(flash_sale.ticket_view(session, sale_id, ticket_id, web().tickets))

@@ -22,7 +22,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,11 @@ class FlashSaleIn(Strict):
     quota: Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def in_utc(cls, moment: datetime | None) -> datetime | None:
+        return None if moment is None else moment.astimezone(UTC)  # SQLite keeps no offset
 
     @model_validator(mode="after")
     def ends_after_it_starts(self) -> FlashSaleIn:

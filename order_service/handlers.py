@@ -162,11 +162,12 @@ def place_order(
     command: OrderIn,
     *,
     coupons: Coupons,
+    read_sessions: sessionmaker[Session] | None = None,
     idempotency_key: str | None = None,
     request_hash: str = "",
 ) -> PlacedOrder:
     """Price, reserve the coupon (RPC), then store the order and `order.created` together."""
-    with sessions() as session:
+    with (read_sessions or sessions)() as session:
         if idempotency_key is not None:
             earlier = find_replay(session, idempotency_key, request_hash)
             if earlier is not None:

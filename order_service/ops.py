@@ -35,7 +35,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from messaging import dead_letters, pipeline
-from messaging.connection import BrokerUnavailable, close_quietly, open_connection
+from messaging.connection import (
+    CONNECTION_ERRORS,
+    BrokerUnavailable,
+    close_quietly,
+    open_connection,
+)
+from messaging.publisher import PublishFailed
 from messaging.settings import Settings
 from order_service import flash_sale
 from order_service.api import admin_only
@@ -205,6 +211,8 @@ def replay_dead_letters(queue: str) -> Response:
         return problem(503, "Service Unavailable", str(error))
     try:
         moved = dead_letters.replay_dead_letters(connection, connection.channel(), queue)
+    except (*CONNECTION_ERRORS, PublishFailed) as error:
+        return problem(503, "Service Unavailable", f"The replay stopped: {error}.")
     finally:
         close_quietly(connection)
     log.info("replayed %d dead letters into %s", moved, queue)
@@ -214,7 +222,7 @@ def replay_dead_letters(queue: str) -> Response:
 def flash_sale_numbers() -> dict[str, object]:
     """Admission counters of every web process (flushed each second) and decisions."""
     try:
-        with current_app.extensions["shop"].sessions() as session:
+        with current_app.extensions["shop"].read_sessions() as session:
             counts = flash_sale.counters(session)
     except DBAPIError:
         counts = {}

@@ -38,13 +38,15 @@ def catalog() -> str:
 def order_form() -> Response | tuple[str, int]:
     """The order form without JavaScript: validate, place, redirect to the order's page."""
     values = request.form.to_dict()
-    with web().sessions() as session:
+    with web().read_sessions() as session:
         skus = [product.sku for product in handlers.list_products(session)]
     data, errors = form_to_order(values, skus)
     if not errors:
         try:
             command = OrderIn.model_validate(data)
-            placed = handlers.place_order(web().sessions, command, coupons=web().coupons)
+            placed = handlers.place_order(
+                web().sessions, command, coupons=web().coupons, read_sessions=web().read_sessions
+            )
             return redirect(f"/orders/{placed.order.id}", code=303)
         except ValidationError as error:
             errors = form_errors(field_errors(error), data)
@@ -91,21 +93,21 @@ def form_errors(errors: list[dict[str, str]], data: dict[str, Any]) -> dict[str,
 
 
 def render_catalog(values: dict[str, str], errors: dict[str, str]) -> str:
-    with web().sessions() as session:
+    with web().read_sessions() as session:
         products = handlers.list_products(session)
     return render_template("catalog.html", products=products, values=values, errors=errors)
 
 
 @blueprint.get("/orders/<order_id>")
 def order_page(order_id: str) -> str:
-    with web().sessions() as session:
+    with web().read_sessions() as session:
         order = order_json(handlers.get_order(session, order_id))
     return render_template("order.html", order=order)
 
 
 @blueprint.get("/flash-sales/<sale_id>")
 def flash_sale_page(sale_id: str) -> str:
-    with web().sessions() as session:
+    with web().read_sessions() as session:
         sale = flash_sale.get_sale(session, sale_id)
         view = flash_sale.sale_view(sale, web().settings.flash_sale_queue_limit, utcnow())
         product = handlers.get_product(session, sale.sku)
