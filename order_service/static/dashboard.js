@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   const HISTORY = 60;
-  const history = {};   // queue -> [depth, ...]
+  const history = {};   // queue -> [messages handled per second, ...], the last minute
   let lastHandled = null;
   let lastAt = null;
 
@@ -75,7 +75,7 @@
     const dead = pipeline.queues.filter((q) => q.dead);
     const rows = work.map((q) => {
       const depth = (q.ready || 0) + (q.unacked || 0);
-      (history[q.name] = history[q.name] || new Array(HISTORY).fill(0)).push(depth);
+      (history[q.name] = history[q.name] || new Array(HISTORY).fill(0)).push(perSecond[q.name] || 0);
       history[q.name] = history[q.name].slice(-HISTORY);
       const tr = document.createElement("tr");
       tr.dataset.queue = q.name;
