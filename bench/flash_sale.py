@@ -77,24 +77,23 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import pika
 import pika.exceptions
 import requests
 from flask import Flask, Response, jsonify
 
+from bench.support import HOST, answers, free_port, fresh_vhost, wait_until
 from messaging.connection import open_connection
 from messaging.envelope import Envelope
 from messaging.migrations import upgrade
@@ -107,10 +106,6 @@ from order_service.problems import ApiProblem, problem
 from shop.processes import process_specs
 
 REPO = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-AMQP_PORT = 5672
-MANAGEMENT_URL = f"http://{HOST}:15672"
-USER, PASSWORD = "guest", "guest"
 
 BENCH_APP = "bench.flash_sale:bench_app()"
 SHOP_APP = "order_service.app:create_app()"
@@ -203,30 +198,6 @@ def purchase_request(sale_id: str, ticket_id: str, customer: dict[str, object]) 
 # --- Small helpers -------------------------------------------------------------------------------
 
 
-def wait_until(condition: Callable[[], object], seconds: float, pause: float = 0.05) -> bool:
-    """Poll `condition` until it is truthy (True) or `seconds` have passed (False)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(pause)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def admin(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -254,31 +225,6 @@ def weighted_percentile(samples: list[tuple[float, float]], fraction: float) -> 
     return ordered[-1][0]
 
 
-# --- RabbitMQ: a fresh vhost per server ---------------------------------------------------------
-
-
-@contextmanager
-def fresh_vhost(label: str) -> Iterator[str]:
-    """A new vhost for the block (guest has every right on it), deleted after; yields its URL."""
-    vhost = f"bench-flash-sale-{label}-{secrets.token_hex(3)}"
-    name = quote(vhost, safe="")
-    auth = (USER, PASSWORD)
-    response = requests.put(f"{MANAGEMENT_URL}/api/vhosts/{name}", auth=auth, timeout=10)
-    response.raise_for_status()
-    try:
-        permissions = {"configure": ".*", "write": ".*", "read": ".*"}
-        response = requests.put(
-            f"{MANAGEMENT_URL}/api/permissions/{name}/{USER}",
-            json=permissions,
-            auth=auth,
-            timeout=10,
-        )
-        response.raise_for_status()
-        yield f"amqp://{USER}:{PASSWORD}@{HOST}:{AMQP_PORT}/{name}"
-    finally:
-        requests.delete(f"{MANAGEMENT_URL}/api/vhosts/{name}", auth=auth, timeout=30)
-
-
 def queue_depth(amqp_url: str) -> int:
     with open_connection(amqp_url, "bench flash-sale: depth") as connection:
         channel = connection.channel()
@@ -293,7 +239,7 @@ def declare(amqp_url: str, limit: int) -> None:
 def depth_at_limit(amqp_url: str, limit: int) -> int:
     """The queue's depth once it has reached `limit`. A quorum queue's reject-publish may
     let a few concurrent publishes past the limit, so the depth may be a little above it."""
-    if not wait_until(lambda: queue_depth(amqp_url) >= limit, SETTLE_SECONDS, pause=0.1):
+    if wait_until(lambda: queue_depth(amqp_url) >= limit, SETTLE_SECONDS, pause=0.1) is None:
         raise BenchFailure(f"flash-sale.requests did not reach its limit {limit}")
     return queue_depth(amqp_url)
 
@@ -813,14 +759,14 @@ def server_env(**changes: str) -> dict[str, str]:
 
 
 def wait_for(name: str, url: str) -> None:
-    if not wait_until(lambda: answers(url), START_SECONDS):
+    if wait_until(lambda: answers(url), START_SECONDS) is None:
         raise BenchFailure(f"{name} did not answer at {url} within {START_SECONDS:.0f} s")
 
 
 def start_bench_app(context: Context) -> tuple[Row, Row, str]:
     """gunicorn serving bench_app(): the no-op and the naive rows."""
     limit = context.args.queue_limit
-    amqp_url = context.stack.enter_context(fresh_vhost("bench-app"))
+    amqp_url = context.stack.enter_context(fresh_vhost("flash-sale-bench-app"))
     declare(amqp_url, limit)
     env = server_env(AMQP_URL=amqp_url, FLASH_SALE_QUEUE_LIMIT=str(limit))
     port = free_port()
@@ -837,7 +783,7 @@ def start_shop(context: Context) -> tuple[Row, str, str]:
     """`shop up` in its own folder on its own vhost."""
     folder = context.folder / "shop"
     folder.mkdir()
-    amqp_url = context.stack.enter_context(fresh_vhost("shop"))
+    amqp_url = context.stack.enter_context(fresh_vhost("flash-sale-shop"))
     port, token = free_port(), secrets.token_urlsafe(16)
     env = server_env(
         AMQP_URL=amqp_url,
@@ -863,7 +809,7 @@ def start_open_web(context: Context) -> tuple[Row, str, str]:
     folder.mkdir()
     database_url = f"sqlite:///{folder / 'orders.db'}"
     upgrade(SERVICE, database_url)
-    amqp_url = context.stack.enter_context(fresh_vhost("open"))
+    amqp_url = context.stack.enter_context(fresh_vhost("flash-sale-open"))
     token = secrets.token_urlsafe(16)
     env = server_env(
         AMQP_URL=amqp_url,
@@ -892,7 +838,7 @@ def sell_out(context: Context, row: Row, token: str) -> str:
     def sold_out() -> bool:
         return requests.get(sale_url, timeout=REQUEST_TIMEOUT).json()["status"] == "sold_out"
 
-    if not wait_until(sold_out, SETTLE_SECONDS, pause=0.1):
+    if wait_until(sold_out, SETTLE_SECONDS, pause=0.1) is None:
         raise BenchFailure(f"the sale was not sold out within {SETTLE_SECONDS:.0f} s")
     row.path = f"/api/flash-sales/{sale['id']}/purchases"
     if context.args.warmup > 0:
@@ -917,7 +863,7 @@ def open_sale(context: Context, row: Row, amqp_url: str, token: str) -> None:
     warmup = context.generator.run(row.port, row.path, max(1.0, context.args.warmup))
     admitted = warmup.statuses.get(202, 0)
     topped_up = 0
-    if not wait_until(lambda: queue_depth(amqp_url) >= limit, 2.0, pause=0.1):
+    if wait_until(lambda: queue_depth(amqp_url) >= limit, 2.0, pause=0.1) is None:
         topped_up = fill_queue(amqp_url, limit, sale["id"])
     depth = depth_at_limit(amqp_url, limit)
     row.notes.append(

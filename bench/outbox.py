@@ -40,15 +40,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pika
 import psycopg
-import requests
 from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from bench.support import amqp_url, create_vhost, delete_vhost
 from messaging.connection import open_connection
 from messaging.database import make_engine, make_session_factory
 from messaging.envelope import Envelope
@@ -59,11 +58,6 @@ from messaging.settings import Settings
 from messaging.topology import EVENTS_EXCHANGE, declare_topology
 from order_service.handlers import SERVICE, outbox
 from order_service.models import OrderOutbox
-
-AMQP_HOST = "127.0.0.1"
-AMQP_PORT = 5672
-MANAGEMENT_URL = "http://127.0.0.1:15672"
-USER, PASSWORD = "guest", "guest"
 
 QUEUE = "inventory.orders"
 EVENT_TYPE = "order.created"
@@ -94,30 +88,6 @@ class Result:
 
 
 # --- RabbitMQ: a fresh vhost per measurement -------------------------------------------
-
-
-def create_vhost(label: str) -> str:
-    """Make a new vhost through the management API and give guest full rights on it."""
-    vhost = f"bench-outbox-{label}-{secrets.token_hex(3)}"
-    name = quote(vhost, safe="")
-    auth = (USER, PASSWORD)
-    response = requests.put(f"{MANAGEMENT_URL}/api/vhosts/{name}", auth=auth, timeout=10)
-    response.raise_for_status()
-    permissions = {"configure": ".*", "write": ".*", "read": ".*"}
-    response = requests.put(
-        f"{MANAGEMENT_URL}/api/permissions/{name}/{USER}", json=permissions, auth=auth, timeout=10
-    )
-    response.raise_for_status()
-    return vhost
-
-
-def delete_vhost(vhost: str) -> None:
-    name = quote(vhost, safe="")
-    requests.delete(f"{MANAGEMENT_URL}/api/vhosts/{name}", auth=(USER, PASSWORD), timeout=30)
-
-
-def amqp_url(vhost: str) -> str:
-    return f"amqp://{USER}:{PASSWORD}@{AMQP_HOST}:{AMQP_PORT}/{quote(vhost, safe='')}"
 
 
 def prepare_queue(channel: BlockingChannel) -> None:
@@ -187,7 +157,7 @@ def measure_raw(messages: int) -> Result:
     method = "raw pika, no confirms"
     events = [new_event() for _ in range(messages)]
     ready = [(event.encoded_body(), event.properties()) for event in events]
-    vhost = create_vhost("raw")
+    vhost = create_vhost("outbox-raw")
     try:
         connection = open_connection(amqp_url(vhost), "bench-raw")
         channel = connection.channel()
@@ -241,7 +211,7 @@ def measure_relay(method: str, database_url: str, messages: int, batch_size: int
     """Fill a fresh outbox, then time an OutboxRelay publishing all of it with confirms."""
     upgrade(SERVICE, database_url)
     engine = make_engine(database_url)
-    vhost = create_vhost("relay")
+    vhost = create_vhost("outbox-relay")
     try:
         fill_outbox(engine, messages)
         url = amqp_url(vhost)
@@ -325,7 +295,7 @@ def measure_sync_confirms(messages: int) -> Result:
     method = "per-message sync confirms"
     events = [new_event() for _ in range(messages)]
     ready = [(event.encoded_body(), event.properties()) for event in events]
-    vhost = create_vhost("sync")
+    vhost = create_vhost("outbox-sync")
     try:
         connection = open_connection(amqp_url(vhost), "bench-sync-confirms")
         channel = connection.channel()

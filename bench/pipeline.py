@@ -71,7 +71,6 @@ import os
 import pstats
 import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -85,7 +84,6 @@ from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import pika
 import requests
@@ -95,6 +93,7 @@ from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Tabl
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from bench.support import HOST, answers, free_port, fresh_vhost, wait_until
 from coupon_service import handlers as coupon_handlers
 from coupon_service.models import CouponInbox, CouponOutbox
 from inventory_service import handlers as inventory_handlers
@@ -116,10 +115,6 @@ from order_service.schemas import OrderIn
 from shop.processes import SERVICE_DATABASES, process_specs
 
 REPO = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-AMQP_PORT = 5672
-MANAGEMENT_URL = "http://127.0.0.1:15672"
-USER, PASSWORD = "guest", "guest"
 FLASH_SALE_QUEUE_LIMIT = Settings().flash_sale_queue_limit
 
 SKU, PRODUCT_NAME, PRICE_CENTS, STOCK = "BENCH-TEA", "Bench tea", 450, 1_000_000
@@ -166,63 +161,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
-def wait_until(
-    condition: Callable[[], object], seconds: float, pause: float = 0.05
-) -> float | None:
-    """Poll `condition` until it is truthy; return how long that took, None at the deadline."""
-    started = time.monotonic()
-    while True:
-        if condition():
-            return time.monotonic() - started
-        if time.monotonic() - started >= seconds:
-            return None
-        time.sleep(pause)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-# --- RabbitMQ: a fresh vhost per measurement --------------------------------------------------
-
-
-def create_vhost(label: str) -> str:
-    """Make a new vhost through the management API and give guest full rights on it."""
-    vhost = f"bench-pipeline-{label}-{secrets.token_hex(3)}"
-    name = quote(vhost, safe="")
-    auth = (USER, PASSWORD)
-    response = requests.put(f"{MANAGEMENT_URL}/api/vhosts/{name}", auth=auth, timeout=10)
-    response.raise_for_status()
-    permissions = {"configure": ".*", "write": ".*", "read": ".*"}
-    response = requests.put(
-        f"{MANAGEMENT_URL}/api/permissions/{name}/{USER}", json=permissions, auth=auth, timeout=10
-    )
-    response.raise_for_status()
-    return vhost
-
-
-def delete_vhost(vhost: str) -> None:
-    name = quote(vhost, safe="")
-    requests.delete(f"{MANAGEMENT_URL}/api/vhosts/{name}", auth=(USER, PASSWORD), timeout=30)
-
-
-@contextmanager
-def fresh_vhost(label: str) -> Iterator[str]:
-    """A new vhost for the block, deleted afterwards; yields its AMQP URL."""
-    vhost = create_vhost(label)
-    try:
-        yield f"amqp://{USER}:{PASSWORD}@{HOST}:{AMQP_PORT}/{quote(vhost, safe='')}"
-    finally:
-        delete_vhost(vhost)
+# --- RabbitMQ --------------------------------------------------
 
 
 def ready_messages(channel: pika.adapters.blocking_connection.BlockingChannel) -> int:
@@ -774,7 +713,7 @@ class Shop:
 @contextmanager
 def shop_up(folder: Path) -> Iterator[Shop]:
     """Start `shop up` with the defaults (SQLite under var/) on a fresh vhost; stop it after."""
-    with fresh_vhost("shop") as amqp_url:
+    with fresh_vhost("pipeline-shop") as amqp_url:
         shop = Shop(folder, amqp_url, free_port(), secrets.token_urlsafe(16))
         env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
         env.update(
@@ -1233,10 +1172,10 @@ def measure_consumer(case: ConsumerCase, count: int) -> ConsumerResult:
     meter = CpuMeter(watched_processes(None))
     with service_database(case) as engine:
         messages = case.messages(engine, count)
-        with fresh_vhost("raw") as amqp_url:
+        with fresh_vhost("pipeline-raw") as amqp_url:
             preload(amqp_url, case.queue, messages)
             raw_seconds = raw_consume(amqp_url, case.queue, len(messages))
-        with fresh_vhost("runner") as amqp_url:
+        with fresh_vhost("pipeline-runner") as amqp_url:
             preload(amqp_url, case.queue, messages)
             runner_seconds = run_consumer(case, engine, amqp_url, len(messages))
     others = meter.percent()[OTHERS]
@@ -1246,7 +1185,7 @@ def measure_consumer(case: ConsumerCase, count: int) -> ConsumerResult:
 def profile_consumer(case: ConsumerCase, count: int) -> Profile:
     """The same run as measure_consumer's, under cProfile (which slows Python code down)."""
     profiler = cProfile.Profile()
-    with service_database(case) as engine, fresh_vhost("profile") as amqp_url:
+    with service_database(case) as engine, fresh_vhost("pipeline-profile") as amqp_url:
         messages = case.messages(engine, count)
         preload(amqp_url, case.queue, messages)
         run_consumer(case, engine, amqp_url, len(messages), profiler)
