@@ -29,6 +29,7 @@ from order_service.models import (
 from order_service.schemas import OrderIn, ProductIn, StockIn
 
 SERVICE = "order_service"
+ORDER_IDS = uuid.UUID("6f6b1d2c-5e0a-4c1e-9f3b-2a7d8c4e1b90")  # the namespace of keyed order ids
 outbox = Outbox(OrderOutbox, app_id=SERVICE)
 
 
@@ -180,6 +181,7 @@ def place_order(
             (products[line.sku], line.quantity, products[line.sku].price_cents)
             for line in command.items
         ],
+        order_id=order_id_for_key(idempotency_key) if idempotency_key else None,
     )
     if command.coupon_code:
         order.coupon_code = command.coupon_code
@@ -208,11 +210,22 @@ def place_order(
     return PlacedOrder(order)
 
 
-def new_order(name: str, phone: str, lines: list[tuple[Product, int, int]]) -> Order:
+def order_id_for_key(idempotency_key: str) -> str:
+    """The order id an Idempotency-Key stands for, the same on every retry.
+
+    A retry after a 503 then asks the coupon service to reserve for the same order, which
+    it grants again, instead of finding the coupon held by the attempt that timed out.
+    """
+    return str(uuid.uuid5(ORDER_IDS, idempotency_key))
+
+
+def new_order(
+    name: str, phone: str, lines: list[tuple[Product, int, int]], order_id: str | None = None
+) -> Order:
     """A PENDING order of (product, quantity, unit price) lines, its story begun."""
     now = utcnow()
     order = Order(
-        id=str(uuid.uuid4()),
+        id=order_id or str(uuid.uuid4()),
         status="PENDING",
         customer_name=name,
         customer_phone=phone,

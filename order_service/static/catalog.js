@@ -68,6 +68,12 @@
     return { "customer.name": "name", "customer.phone": "phone" }[path] || path;
   }
 
+  // One Idempotency-Key per order being placed: a retry (a double click, or after a 503)
+  // is the same order, never a second one. A changed form is a new order.
+  const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`);
+  let idempotencyKey = newKey();
+  form.addEventListener("change", () => { idempotencyKey = newKey(); });
+
   form.addEventListener("input", refresh);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -84,7 +90,7 @@
     try {
       const response = await fetch("/api/orders", {
         method: "POST",
-        headers: { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) },
+        headers: { "Content-Type": "application/json", "Idempotency-Key": idempotencyKey },
         body: JSON.stringify(body),
       });
       const answer = await response.json();

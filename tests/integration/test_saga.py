@@ -464,3 +464,28 @@ def test_a_broker_restart_mid_stream_loses_nothing(client, services, settings, b
         timeout=60,
         what="one confirmation and one reward SMS per order",
     )
+
+
+def test_a_retry_with_the_same_key_gets_the_coupon_its_timed_out_attempt_reserved(
+    client, services, settings
+):
+    from order_service.coupons import CouponDesk
+    from order_service.handlers import order_id_for_key
+
+    add_product(client, stock=10)
+    add_coupon(client, code="RETRY", amount_off_cents=100)
+    key = "checkout-42"
+    # The first attempt gave up (503) after the coupon service had reserved the coupon for it.
+    CouponDesk(settings.amqp_url).reserve("RETRY", order_id_for_key(key), "+4930123456", 500)
+
+    retry = client.post(
+        "/api/orders",
+        json={**an_order(("TEA-1", 1)), "coupon_code": "RETRY"},
+        headers={"Idempotency-Key": key},
+    )
+    assert retry.status_code == 201, retry.get_json()
+    assert retry.get_json()["discount_cents"] == 100
+    someone_else = client.post(
+        "/api/orders", json={**an_order(("TEA-1", 1)), "coupon_code": "RETRY"}
+    )
+    assert someone_else.status_code == 422
