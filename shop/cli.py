@@ -1,7 +1,7 @@
 """The `shop` command: run the whole pipeline, one process, migrations, dead letters.
 
 shop up                    every process, with prefixed logs (what `make run` calls)
-shop run NAME              one process, e.g. `shop run order-relay`
+shop run NAME              one process, e.g. `shop run inventory`
 shop migrate               every service's migrations to head
 shop topology              declare the exchanges and queues of CONTRACT.md
 shop status                queue depths, consumers and outbox backlogs
