@@ -76,15 +76,13 @@ import os
 import resource
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,7 +91,16 @@ import pika.exceptions
 import requests
 from flask import Flask, Response, jsonify
 
-from bench.support import HOST, answers, free_port, fresh_vhost, wait_until
+from bench.support import (
+    HOST,
+    answers,
+    descendants,
+    free_port,
+    fresh_vhost,
+    proc_stat,
+    running,
+    wait_until,
+)
 from messaging.connection import open_connection
 from messaging.envelope import Envelope
 from messaging.migrations import upgrade
@@ -284,32 +291,6 @@ def gunicorn_flags() -> str:
     )
 
 
-def proc_stat(path: Path) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name; None once the process is gone."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
-def descendants(root: int) -> list[int]:
-    """Every process below `root` (from /proc/*/stat's parent ids)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = proc_stat(entry / "stat")
-        if fields is not None:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def cpu_seconds(pid: int) -> float | None:
     fields = proc_stat(Path(f"/proc/{pid}/stat"))
     if fields is None:
@@ -387,29 +368,6 @@ class CpuMeter:
         groups["machine"] = machine_busy_seconds() - self._machine
         share = max(web) / sum(web) if web and sum(web) > 0 else None
         return CpuUse(elapsed, groups, share)
-
-
-@contextmanager
-def running(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[int]:
-    """Run a server for the block, then Ctrl-C it (SIGINT) as a person would.
-
-    gunicorn and `shop up` both stop their children on SIGINT; only if the server hangs are
-    it and the processes it started killed, each by its id.
-    """
-    with log.open("w") as output:
-        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            yield process.pid
-        finally:
-            family = descendants(process.pid)
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                for pid in [process.pid, *family]:
-                    with suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                process.wait()
 
 
 # --- The load generators ----------------------------------------------------------------------

@@ -70,9 +70,7 @@ import json
 import os
 import pstats
 import secrets
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -93,7 +91,16 @@ from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Tabl
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from bench.support import HOST, answers, free_port, fresh_vhost, wait_until
+from bench.support import (
+    HOST,
+    answers,
+    descendants,
+    free_port,
+    fresh_vhost,
+    proc_stat,
+    running,
+    wait_until,
+)
 from coupon_service import handlers as coupon_handlers
 from coupon_service.models import CouponInbox, CouponOutbox
 from inventory_service import handlers as inventory_handlers
@@ -282,14 +289,6 @@ def offer_load(
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def proc_stat(path: Path) -> list[str] | None:
-    """The fields of a /proc/.../stat after the command name: state, ppid, ..., utime, stime."""
-    try:
-        return path.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
 def cpu_seconds(pid: int) -> float:
     fields = proc_stat(Path(f"/proc/{pid}/stat"))
     return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
@@ -299,20 +298,6 @@ def machine_busy_seconds() -> float:
     """CPU seconds all cores spent busy since boot (/proc/stat: all but idle and iowait)."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
-
-
-def descendants(root: int) -> list[int]:
-    """Every process below `root` (children, their children, ...)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := proc_stat(entry / "stat")) is not None:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def process_label(pid: int) -> str:
@@ -596,29 +581,6 @@ def web_concurrency() -> str:
         return argv[argv.index(name) + 1] if name in argv else default
 
     return f"{option('--workers', '1')} workers x {option('--threads', '1')} threads"
-
-
-@contextmanager
-def running(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[int]:
-    """Run a server for the block, then Ctrl-C it (SIGINT), as a person would.
-
-    `shop up` and gunicorn both stop their children on SIGINT; only if the server hangs are
-    it and its children (in sessions of their own, so no signal reaches them) killed.
-    """
-    with log.open("w") as output:
-        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            yield process.pid
-        finally:
-            family = descendants(process.pid)
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                for pid in [process.pid, *family]:
-                    with suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                process.wait()
 
 
 def bare_trial(port: int, pid: int, rate: float, duration: float, max_http_p99: float) -> Trial:

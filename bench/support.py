@@ -9,11 +9,15 @@ until it holds.
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from urllib.parse import quote
 
 import requests
@@ -97,3 +101,51 @@ def fresh_vhost(label: str) -> Iterator[str]:
         yield amqp_url(vhost)
     finally:
         delete_vhost(vhost)
+
+
+# --- Processes: run a server for a block, and find what it started ----------------------
+
+
+def proc_stat(path: Path) -> list[str] | None:
+    """The fields of a /proc/.../stat after the command name: state, ppid, ..., utime, stime."""
+    try:
+        return path.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (children, their children, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := proc_stat(entry / "stat")) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@contextmanager
+def running(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[int]:
+    """Run a server for the block, then Ctrl-C it (SIGINT), as a person would.
+
+    `shop up` and gunicorn both stop their children on SIGINT; only if the server hangs are
+    it and its children (in sessions of their own, so no signal reaches them) killed.
+    """
+    with log.open("w") as output:
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            yield process.pid
+        finally:
+            family = descendants(process.pid)
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                for pid in [process.pid, *family]:
+                    with suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                process.wait()
