@@ -61,6 +61,10 @@ class QueueStatus:
     unacked: int | None  # None: unknown (no management API, or no statistics yet)
     consumers: int | None
     dead: bool  # a dead-letter queue `<work queue>.dead`
+    # Deliveries that were redeliveries (after a failed attempt was requeued, or a consumer
+    # was lost), since the queue was declared: the broker's count of failures. Management
+    # API only; None without it.
+    redelivered: int | None = None
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
@@ -119,7 +123,7 @@ def management_stats(
     netloc = base.netloc.rpartition("@")[2]
     url = (
         f"{base.scheme}://{netloc}{base.path}/api/queues/{quote(vhost, safe='')}"
-        "?columns=name,messages_ready,messages_unacknowledged,consumers"
+        "?columns=name,messages_ready,messages_unacknowledged,consumers,message_stats.redeliver"
     )
     request = urllib.request.Request(url)
     token = b64encode(f"{user}:{password}".encode()).decode()
@@ -136,6 +140,7 @@ def management_stats(
             "ready": queue.get("messages_ready"),
             "unacked": queue.get("messages_unacknowledged"),
             "consumers": queue.get("consumers"),
+            "redelivered": (queue.get("message_stats") or {}).get("redeliver", 0),
         }
         for queue in queues
         if isinstance(queue, dict) and "name" in queue

@@ -306,6 +306,12 @@ def broker_lines(queues: list[pipeline.QueueStatus] | None) -> list[str]:
             [({"queue": q.name}, q.consumers) for q in known],
         ),
         *metric(
+            "shop_messages_redelivered_total",
+            "counter",
+            "Redeliveries of a work queue's messages: failed attempts requeued, or lost consumers.",
+            [({"queue": q.name}, q.redelivered) for q in known if not q.dead],
+        ),
+        *metric(
             "shop_dead_letters",
             "gauge",
             "Messages in a work queue's dead-letter queue <queue>.dead.",

@@ -105,6 +105,26 @@ def value_of(samples, name: str, **labels: str) -> float | None:
     return found[0] if found else None
 
 
+def test_a_failed_attempt_shows_as_a_redelivery(amqp_url, tmp_path):
+    client = client_for(migrated_settings(tmp_path, amqp_url))
+    declare(amqp_url)
+    publish_raw(amqp_url, "coupons.orders", b'{"n": 1}')
+    connection = open_connection(amqp_url, "tests: fails once")
+    try:
+        channel = connection.channel()
+        method, _properties, _body = channel.basic_get("coupons.orders")
+        channel.basic_nack(method.delivery_tag, requeue=True)  # what a failed handler does
+        method, _properties, _body = channel.basic_get("coupons.orders")
+        assert method.redelivered
+        channel.basic_ack(method.delivery_tag)
+    finally:
+        connection.close()
+    wait_for_queue(client, "coupons.orders", redelivered=1)
+    samples = metrics_of(client)
+    assert value_of(samples, "shop_messages_redelivered_total", queue="coupons.orders") == 1
+    assert value_of(samples, "shop_messages_redelivered_total", queue="inventory.orders") == 0
+
+
 def test_pipeline_lists_every_queue_and_follows_ready_unacked_consumers_and_dead_letters(
     amqp_url, tmp_path
 ):
