@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from messaging.database import UtcDateTime
 from messaging.inbox import InboxColumns
 from messaging.outbox import OutboxColumns, utcnow
 
@@ -24,13 +25,13 @@ class Coupon(Base):
     amount_off_cents: Mapped[int | None] = mapped_column(Integer)
     percent_off: Mapped[int | None] = mapped_column(Integer)
     min_subtotal_cents: Mapped[int] = mapped_column(Integer, default=0)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     customer_phone: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(20), default="ACTIVE")
     order_id: Mapped[str | None] = mapped_column(String(36), index=True)
-    reserved_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reserved_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     issued_for_order: Mapped[str | None] = mapped_column(String(36), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class CouponOutbox(OutboxColumns, Base):

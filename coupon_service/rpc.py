@@ -7,7 +7,7 @@ RpcError whose `status` tells the order service which HTTP status to answer with
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -16,7 +16,6 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from sqlalchemy.orm import Session
@@ -50,13 +49,6 @@ class CreateRequest(BaseModel):
     min_subtotal_cents: Cents = 0
     expires_at: datetime | None = None
     customer_phone: str | None = None
-
-    @field_validator("expires_at")
-    @classmethod
-    def in_utc(cls, moment: datetime | None) -> datetime | None:
-        if moment is not None and moment.tzinfo is None:
-            return moment.replace(tzinfo=UTC)
-        return None if moment is None else moment.astimezone(UTC)  # SQLite keeps no offset
 
     @model_validator(mode="after")
     def one_kind_of_discount(self) -> CreateRequest:

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from coupon_service.models import Coupon
+from messaging.database import as_utc
 
 RESERVATION_MINUTES = 15
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back without a zone; they were stored in UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 def reserved_by_another(coupon: Coupon, order_id: str | None, now: datetime) -> bool:
     if coupon.status != "RESERVED" or coupon.order_id == order_id:
         return False
-    until = aware(coupon.reserved_until)
+    until = as_utc(coupon.reserved_until)
     return until is None or until > now  # an expired reservation frees the coupon
 
 
@@ -38,7 +32,7 @@ def refusal(
         return "this coupon was used already"
     if reserved_by_another(coupon, order_id, now):
         return "this coupon is being used by another order"
-    expires = aware(coupon.expires_at)
+    expires = as_utc(coupon.expires_at)
     if expires is not None and expires <= now:
         return "this coupon has expired"
     if coupon.customer_phone and phone and coupon.customer_phone != phone:
@@ -57,7 +51,7 @@ def discount_cents(coupon: Coupon, subtotal_cents: int) -> int:
 
 
 def describe(coupon: Coupon) -> dict[str, object]:
-    expires = aware(coupon.expires_at)
+    expires = as_utc(coupon.expires_at)
     return {
         "code": coupon.code,
         "amount_off_cents": coupon.amount_off_cents,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, Integer, String, Text
+from sqlalchemy import CheckConstraint, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from messaging.database import UtcDateTime
 from messaging.inbox import InboxColumns
 from messaging.outbox import OutboxColumns, utcnow
 
@@ -24,7 +25,7 @@ class StockItem(Base):
     sku: Mapped[str] = mapped_column(String(64), primary_key=True)
     available: Mapped[int] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer, default=1)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Reservation(Base):
@@ -36,7 +37,7 @@ class Reservation(Base):
     status: Mapped[str] = mapped_column(String(20))
     lines: Mapped[str] = mapped_column(Text)  # JSON [{sku, quantity}]
     reason: Mapped[str | None] = mapped_column(Text)
-    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class InventoryOutbox(OutboxColumns, Base):

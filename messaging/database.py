@@ -9,14 +9,40 @@ mode they read beside the writer and never wait for, or hold up, the write lock.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 READ_ONLY = "shop_read_only"  # an execution option: begin without the write lock
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """The same instant in UTC; a datetime without a zone is taken to be UTC already."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp column that stores UTC and always reads back a zone-aware UTC datetime.
+
+    SQLite keeps no UTC offset: 12:00+02:00 would be stored as 12:00 and read back as a
+    naive 12:00. Converting to UTC on the way in and labelling it UTC on the way out makes
+    both databases answer the same instant.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        return as_utc(value)
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        return as_utc(value)
 
 
 def make_engine(url: str, **engine_options: object) -> Engine:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String
+from sqlalchemy import String
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from messaging.database import UtcDateTime
 from messaging.outbox import utcnow
 
 
@@ -28,7 +29,7 @@ class InboxColumns:
     queue: Mapped[str] = mapped_column(String(100), primary_key=True)
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     message_type: Mapped[str] = mapped_column(String(100))
-    handled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    handled_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 def first_delivery(

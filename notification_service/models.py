@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, Text
+from sqlalchemy import String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from messaging.database import UtcDateTime
 from messaging.inbox import InboxColumns
 from messaging.outbox import OutboxColumns, utcnow
 
@@ -26,7 +27,7 @@ class Sms(Base):
     order_id: Mapped[str | None] = mapped_column(String(36), index=True)
     phone: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
-    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class NotificationOutbox(OutboxColumns, Base):

@@ -30,12 +30,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from messaging.background import BackgroundPublisher, BroadcastListener
 from messaging.connection import BrokerUnavailable
+from messaging.database import as_utc
 from messaging.envelope import Envelope
 from messaging.publisher import Outgoing
 from messaging.settings import Settings
 from messaging.topology import BROADCAST_BINDING, FLASH_SALE_QUEUE
 from order_service import flash_sale
-from order_service.flash_sale import TicketSigner, aware
+from order_service.flash_sale import TicketSigner
 from order_service.handlers import SERVICE
 from order_service.models import FlashSale
 from order_service.schemas import CustomerIn
@@ -172,7 +173,7 @@ class AdmissionGate:
                 None
                 if sale is None
                 else Snapshot(
-                    sale.quota, sale.sold, aware(sale.starts_at), aware(sale.ends_at), now
+                    sale.quota, sale.sold, as_utc(sale.starts_at), as_utc(sale.ends_at), now
                 )
             )
         if snapshot is None:

@@ -19,13 +19,14 @@ import hmac
 import logging
 import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from messaging.database import as_utc
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.outbox import utcnow
 from order_service.handlers import (
@@ -53,11 +54,6 @@ class FlashSaleIn(Strict):
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
 
-    @field_validator("starts_at", "ends_at")
-    @classmethod
-    def in_utc(cls, moment: datetime | None) -> datetime | None:
-        return None if moment is None else moment.astimezone(UTC)  # SQLite keeps no offset
-
     @model_validator(mode="after")
     def ends_after_it_starts(self) -> FlashSaleIn:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
@@ -78,19 +74,13 @@ class PurchaseRequest(BaseModel):
     customer: CustomerIn
 
 
-def aware(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:  # SQLite drops the zone; stored as UTC
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
 def sale_status(sale: FlashSale, now: datetime) -> str:
-    ends = aware(sale.ends_at)
+    ends = as_utc(sale.ends_at)
     if ends is not None and now >= ends:
         return "ended"
     if sale.sold >= sale.quota:
         return "sold_out"
-    if now < aware(sale.starts_at):
+    if now < as_utc(sale.starts_at):
         return "upcoming"
     return "open"
 

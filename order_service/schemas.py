@@ -7,7 +7,6 @@ comes back as a precise 422 instead of being silently ignored.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import (
@@ -80,11 +79,6 @@ class CouponIn(Strict):
     @classmethod
     def phone_number(cls, value: str | None) -> str | None:
         return None if value is None else normalize_phone(value)
-
-    @field_validator("expires_at")
-    @classmethod
-    def in_utc(cls, moment: datetime | None) -> datetime | None:
-        return None if moment is None else moment.astimezone(UTC)  # SQLite keeps no offset
 
     @model_validator(mode="after")
     def one_kind_of_discount(self) -> CouponIn:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
+from messaging.database import as_utc
 from order_service.models import Order, Product
 
 
 def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # SQLite hands back naive datetimes; they were stored in UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    utc = as_utc(moment)
+    return None if utc is None else utc.isoformat().replace("+00:00", "Z")
 
 
 def product_json(product: Product) -> dict[str, object]:

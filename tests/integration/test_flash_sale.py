@@ -4,7 +4,7 @@ exactly the quota, one per customer, and decides every admitted ticket."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -293,3 +293,15 @@ def test_sale_admin_errors(settings, make_app):
         response = client.post("/api/flash-sales", json=body, headers=ADMIN)
         assert response.status_code == status, (body, response.get_json())
     assert client.post("/api/flash-sales", json=cases[0][0]).status_code == 401
+
+
+def test_times_with_an_offset_mean_the_same_instant_on_every_database(settings, make_app):
+    client = make_app(settings)
+    in_an_hour = datetime.now(UTC) + timedelta(hours=1)
+    berlin_summer = timezone(timedelta(hours=2))
+    sale = new_sale(client, quota=5, starts_at=in_an_hour.astimezone(berlin_summer).isoformat())
+
+    read_back = client.get(f"/api/flash-sales/{sale['id']}").get_json()
+    assert read_back["status"] == "upcoming"
+    assert datetime.fromisoformat(read_back["starts_at"]) == in_an_hour
+    assert read_back["starts_at"].endswith("Z")
