@@ -27,6 +27,9 @@ class Settings:
     flash_sale_queue_limit: int = 1000
     sms_gateway_url: str | None = None
     rabbitmq_management_url: str | None = None  # default: http://<AMQP host>:15672
+    coupon_reservation_ttl: float = 900.0  # seconds a coupon waits for its order.created
+    outbox_retention_days: float = 7.0  # sent outbox rows are pruned after this
+    inbox_retention_days: float = 14.0  # handled inbox rows are pruned after this
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +53,15 @@ class Settings:
             ),
             sms_gateway_url=env.get("SMS_GATEWAY_URL") or None,
             rabbitmq_management_url=env.get("RABBITMQ_MANAGEMENT_URL") or None,
+            coupon_reservation_ttl=_positive_number(
+                env, "COUPON_RESERVATION_TTL_SECONDS", defaults.coupon_reservation_ttl
+            ),
+            outbox_retention_days=_positive_number(
+                env, "OUTBOX_RETENTION_DAYS", defaults.outbox_retention_days
+            ),
+            inbox_retention_days=_positive_number(
+                env, "INBOX_RETENTION_DAYS", defaults.inbox_retention_days
+            ),
         )
 
     def with_changes(self, **changes: object) -> Settings:
@@ -66,6 +78,19 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be greater than 0, got {value}")
+    return value
+
+
+def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be a number greater than 0, got {raw!r}")
     return value
 
 

@@ -32,13 +32,25 @@ class WorkQueue:
 
 WORK_QUEUES: tuple[WorkQueue, ...] = (
     WorkQueue(
-        "inventory.orders", "inventory", ("order.created", "product.created", "product.stock_set")
+        "inventory.orders",
+        "inventory",
+        (
+            "order.created",
+            "product.created",
+            "product.stock_set",
+            "flash_sale.created",
+            "flash_sale.ended",
+        ),
     ),
-    WorkQueue("orders.inventory", "order", ("inventory.reserved", "inventory.rejected")),
+    WorkQueue(
+        "orders.inventory",
+        "order",
+        ("inventory.reserved", "inventory.rejected", "inventory.allocated"),
+    ),
     WorkQueue(
         "orders.read-model", "order", ("inventory.stock_changed", "coupon.#", "notification.#")
     ),
-    WorkQueue("coupons.orders", "coupon", ("order.confirmed", "order.rejected")),
+    WorkQueue("coupons.orders", "coupon", ("order.created", "order.confirmed", "order.rejected")),
     WorkQueue(
         "notifications.sms", "notification", ("order.confirmed", "order.rejected", "coupon.issued")
     ),
@@ -48,14 +60,16 @@ WORK_QUEUES: tuple[WorkQueue, ...] = (
 
 QUEUES_BY_NAME = {queue.name: queue for queue in WORK_QUEUES}
 
-# Broadcasts: events that only web processes' exclusive queues hear, as a hint for their
-# in-memory caches. No durable queue is bound to them, so nobody listening is normal and
-# the relay publishes them without `mandatory` (every other event must reach a queue).
+# Web processes bind an exclusive queue to every flash-sale event, as a hint for their
+# in-memory caches. `flash_sale.sold_out` is a broadcast only those queues hear: nobody
+# listening is normal, so the relay publishes it without `mandatory` (every other event,
+# `flash_sale.created` and `flash_sale.ended` among them, must reach a durable queue).
 BROADCAST_BINDING = "flash_sale.#"
+BROADCAST_EVENTS = frozenset({"flash_sale.sold_out"})
 
 
 def is_broadcast(event_type: str) -> bool:
-    return event_type.startswith("flash_sale.")
+    return event_type in BROADCAST_EVENTS
 
 
 def queue_arguments(queue: WorkQueue, flash_sale_queue_limit: int) -> dict[str, object]:

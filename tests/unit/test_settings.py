@@ -26,8 +26,13 @@ def test_every_variable_is_read():
             "FLASH_SALE_QUEUE_LIMIT": "50",
             "SMS_GATEWAY_URL": "http://sms.local/send",
             "RABBITMQ_MANAGEMENT_URL": "http://broker:15672",
+            "COUPON_RESERVATION_TTL_SECONDS": "2.5",
+            "OUTBOX_RETENTION_DAYS": "1",
+            "INBOX_RETENTION_DAYS": "0.5",
         }
     )
+    assert settings.coupon_reservation_ttl == 2.5
+    assert (settings.outbox_retention_days, settings.inbox_retention_days) == (1.0, 0.5)
     assert settings.rabbitmq_management_url == "http://broker:15672"
     assert settings.amqp_url == "amqp://u:p@broker:5672/shop"
     assert settings.order_database_url == "postgresql+psycopg://db/orders"
@@ -41,6 +46,18 @@ def test_every_variable_is_read():
 def test_a_bad_number_is_a_clear_error(value):
     with pytest.raises(SettingsError, match="FLASH_SALE_QUEUE_LIMIT"):
         Settings.from_env({"FLASH_SALE_QUEUE_LIMIT": value})
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "inf", "nan"])
+def test_a_bad_duration_is_a_clear_error(value):
+    with pytest.raises(SettingsError, match="COUPON_RESERVATION_TTL_SECONDS"):
+        Settings.from_env({"COUPON_RESERVATION_TTL_SECONDS": value})
+
+
+def test_retention_and_ttl_defaults():
+    settings = Settings.from_env({})
+    assert settings.coupon_reservation_ttl == 15 * 60
+    assert (settings.outbox_retention_days, settings.inbox_retention_days) == (7.0, 14.0)
 
 
 def test_settings_are_frozen():

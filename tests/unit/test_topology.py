@@ -8,10 +8,16 @@ from messaging.topology import (
 )
 
 CONTRACT_BINDINGS = {
-    "inventory.orders": {"order.created", "product.created", "product.stock_set"},
-    "orders.inventory": {"inventory.reserved", "inventory.rejected"},
+    "inventory.orders": {
+        "order.created",
+        "product.created",
+        "product.stock_set",
+        "flash_sale.created",
+        "flash_sale.ended",
+    },
+    "orders.inventory": {"inventory.reserved", "inventory.rejected", "inventory.allocated"},
     "orders.read-model": {"inventory.stock_changed", "coupon.#", "notification.#"},
-    "coupons.orders": {"order.confirmed", "order.rejected"},
+    "coupons.orders": {"order.created", "order.confirmed", "order.rejected"},
     "notifications.sms": {"order.confirmed", "order.rejected", "coupon.issued"},
     "coupons.rpc": set(),
     "flash-sale.requests": set(),
