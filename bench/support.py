@@ -1,32 +1,33 @@
 """What the benchmark scripts (bench.outbox, bench.pipeline, bench.flash_sale) share.
 
-The local RabbitMQ they all use (AMQP on HOST:AMQP_PORT, the management API at
-MANAGEMENT_URL, user guest/guest), a fresh vhost per measurement (made and deleted through
-the management API, so every queue starts empty), its AMQP URL, and the small helpers for
-waiting on a server: a free TCP port, whether a URL answers 200, and polling a condition
-until it holds.
+The local RabbitMQ they all use (AMQP on HOST:AMQP_PORT, user guest/guest), a fresh vhost
+per measurement (made and deleted by tests/support/broker.py, through the management API
+where it answers, else with rabbitmqctl; every queue starts empty), its AMQP URL, and the
+small helpers for waiting on a server: a free TCP port, whether a URL answers 200, and
+polling a condition until it holds.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import cache
 from pathlib import Path
-from urllib.parse import quote
 
 import requests
+
+from tests.support.broker import Broker, VhostError, management_api
 
 HOST = "127.0.0.1"
 AMQP_HOST = HOST
 AMQP_PORT = 5672
-MANAGEMENT_URL = f"http://{HOST}:15672"
 USER, PASSWORD = "guest", "guest"
+BASE_AMQP_URL = f"amqp://{USER}:{PASSWORD}@{AMQP_HOST}:{AMQP_PORT}/%2F"
 
 
 # --- Waiting -------------------------------------------------------------------------------
@@ -61,36 +62,31 @@ def answers(url: str) -> bool:
 # --- RabbitMQ: a fresh vhost per measurement -----------------------------------------------
 
 
+@cache
+def broker() -> Broker:
+    """The local broker, its vhosts made as the tests make theirs (tests/support/broker.py):
+    through the management API where it answers, else with rabbitmqctl."""
+    return Broker(BASE_AMQP_URL, management_api(BASE_AMQP_URL))
+
+
 def create_vhost(label: str) -> str:
-    """Make a new vhost `bench-{label}-{random}` through the management API and give guest
-    full rights on it; return its name. If the rights cannot be set, the vhost is deleted."""
-    vhost = f"bench-{label}-{secrets.token_hex(3)}"
-    name = quote(vhost, safe="")
-    auth = (USER, PASSWORD)
-    response = requests.put(f"{MANAGEMENT_URL}/api/vhosts/{name}", auth=auth, timeout=10)
-    response.raise_for_status()
+    """Make a new vhost `bench-{label}-{random}` on which guest has every right; return its
+    name. Where that cannot be done the bench stops with one line saying why."""
     try:
-        permissions = {"configure": ".*", "write": ".*", "read": ".*"}
-        response = requests.put(
-            f"{MANAGEMENT_URL}/api/permissions/{name}/{USER}",
-            json=permissions,
-            auth=auth,
-            timeout=10,
-        )
-        response.raise_for_status()
-    except BaseException:
-        delete_vhost(vhost)
-        raise
-    return vhost
+        return broker().create_vhost(f"bench-{label}")
+    except VhostError as error:
+        raise SystemExit(f"bench: cannot make a vhost on RabbitMQ at {HOST}: {error}") from None
 
 
 def delete_vhost(vhost: str) -> None:
-    name = quote(vhost, safe="")
-    requests.delete(f"{MANAGEMENT_URL}/api/vhosts/{name}", auth=(USER, PASSWORD), timeout=30)
+    try:
+        broker().delete_vhost(vhost)
+    except VhostError as error:
+        print(f"bench: vhost {vhost} is left behind: {error}")
 
 
 def amqp_url(vhost: str) -> str:
-    return f"amqp://{USER}:{PASSWORD}@{AMQP_HOST}:{AMQP_PORT}/{quote(vhost, safe='')}"
+    return broker().url_for(vhost)
 
 
 @contextmanager

@@ -49,8 +49,10 @@ class ServiceThread:
 
 
 def environment(settings: Settings) -> dict[str, str]:
+    management = settings.rabbitmq_management_url
     return {
         **os.environ,
+        **({"RABBITMQ_MANAGEMENT_URL": management} if management else {}),
         "AMQP_URL": settings.amqp_url,
         "ORDER_DATABASE_URL": settings.order_database_url,
         "INVENTORY_DATABASE_URL": settings.inventory_database_url,
