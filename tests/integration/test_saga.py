@@ -446,6 +446,7 @@ def test_an_inventory_process_killed_mid_stream_loses_and_doubles_nothing(
         )
 
 
+@pytest.mark.serial  # it stops the shared broker: `make test` runs it after the parallel pass
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs a local rabbitmqctl")
 def test_a_broker_restart_mid_stream_loses_nothing(client, services, settings, broker):
     add_product(client, stock=1000)

@@ -145,11 +145,14 @@ def _rabbitmqctl(*args: str) -> None:
     except (OSError, subprocess.TimeoutExpired) as error:
         raise VhostError(
             f"rabbitmqctl {args[0]} failed ({error}): without the management API, vhosts are "
-            f"made with rabbitmqctl on the broker's host; or run `{ENABLE_MANAGEMENT}`"
+            f"made with rabbitmqctl on the broker's host; or `{ENABLE_MANAGEMENT}`"
         ) from error
     if result.returncode != 0:
         said = " ".join((result.stderr or result.stdout).split()) or "no output"
-        raise VhostError(f"rabbitmqctl {args[0]} exited {result.returncode}: {said[:300]}")
+        raise VhostError(
+            f"rabbitmqctl {args[0]} exited {result.returncode} ({said[:300]}): run it as root "
+            f"or the rabbitmq user, or `{ENABLE_MANAGEMENT}` so vhosts are made over HTTP"
+        )
 
 
 def find_broker(environ: dict[str, str], batch: int = 1) -> Broker | str:
