@@ -1,0 +1,129 @@
+"""Vhosts made with `rabbitmqctl`, for a broker without the management API (the
+distribution's RabbitMQ as installed): see tests/support/broker.py, which uses it.
+
+Each `rabbitmqctl` call starts an Erlang VM (a second or more on a busy machine), so
+vhosts are made `batch` at a time with one `import_definitions`, and deleted `batch` at a
+time with one `eval` (or `delete_vhost` one by one where the broker's internals differ).
+Both run on one background thread: the next batch is made while a test runs, and a finished
+test's vhost is deleted while the next one runs. `close()` waits for that thread, deletes
+what is left (the spare vhosts too) and raises the first error it met.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import tempfile
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+
+ENABLE_MANAGEMENT = "rabbitmq-plugins enable rabbitmq_management"
+
+
+class VhostError(RuntimeError):
+    """A vhost could not be made or deleted; the message says why, in one sentence."""
+
+
+def new_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class RabbitmqctlVhosts:
+    def __init__(self, user: str, batch: int = 1) -> None:
+        self.user = user
+        self.batch = batch
+        self._spare: dict[str, list[str]] = {}
+        self._next: dict[str, Future[list[str]]] = {}  # a batch being made, per prefix
+        self._finished: list[str] = []
+        self._deletions: list[Future[None]] = []
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vhosts")
+
+    def create(self, prefix: str) -> str:
+        spare = self._spare.setdefault(prefix, [])
+        if not spare:
+            coming = self._next.pop(prefix, None)
+            spare += coming.result() if coming else self._make(prefix)
+        vhost = spare.pop()
+        if not spare and self.batch > 1:  # the last spare one: make the next batch meanwhile
+            self._next[prefix] = self._worker.submit(self._make, prefix)
+        return vhost
+
+    def delete(self, vhost: str) -> None:
+        """Delete it now (batch 1), else soon: with its batch, on the background thread."""
+        if self.batch == 1:
+            delete_vhosts([vhost])
+            return
+        self._finished.append(vhost)
+        if len(self._finished) >= self.batch:
+            doomed, self._finished = self._finished, []
+            self._deletions.append(self._worker.submit(delete_vhosts, doomed))
+
+    def close(self) -> None:
+        leftover = [vhost for spare in self._spare.values() for vhost in spare]
+        for coming in self._next.values():
+            with contextlib.suppress(VhostError):  # else nothing was made
+                leftover += coming.result()
+        self._spare.clear()
+        self._next.clear()
+        doomed, self._finished = self._finished + leftover, []
+        if doomed:
+            self._deletions.append(self._worker.submit(delete_vhosts, doomed))
+        self._worker.shutdown(wait=True)
+        errors = [future.exception() for future in self._deletions if future.exception()]
+        self._deletions.clear()
+        if errors:
+            raise errors[0]
+
+    def _make(self, prefix: str) -> list[str]:
+        made = [new_name(prefix) for _ in range(self.batch)]
+        import_vhosts(made, self.user)
+        return made
+
+
+def import_vhosts(names: list[str], user: str) -> None:
+    """Make every vhost in `names`, with all rights for `user`, in one rabbitmqctl call."""
+    rights = {"configure": ".*", "write": ".*", "read": ".*"}
+    definitions = {
+        "vhosts": [{"name": name} for name in names],
+        "permissions": [{"user": user, "vhost": name, **rights} for name in names],
+    }
+    # rabbitmqctl before 3.13 reads definitions from a file only, not from stdin, and the
+    # broker reads it, as its own user: the file must be readable by others.
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="vhosts-") as file:
+        json.dump(definitions, file)
+        file.flush()
+        os.chmod(file.name, 0o644)
+        rabbitmqctl("import_definitions", file.name)
+
+
+def delete_vhosts(names: list[str]) -> None:
+    """Delete every vhost in `names`: one `eval` call, else one `delete_vhost` each."""
+    binaries = ", ".join(f'<<"{name}">>' for name in names)
+    script = (  # idempotent: a vhost already gone is skipped, so a retry is safe
+        f'[ok = rabbit_vhost:delete(V, <<"tests">>) || V <- [{binaries}], rabbit_vhost:exists(V)].'
+    )
+    try:
+        rabbitmqctl("eval", script)
+    except VhostError:  # another broker version: the documented command, one at a time
+        for name in names:
+            rabbitmqctl("delete_vhost", name)
+
+
+def rabbitmqctl(*args: str) -> None:
+    try:
+        result = subprocess.run(
+            ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise VhostError(
+            f"rabbitmqctl {args[0]} failed ({error}): without the management API, vhosts are "
+            f"made with rabbitmqctl on the broker's host; or `{ENABLE_MANAGEMENT}`"
+        ) from error
+    if result.returncode != 0:
+        said = " ".join((result.stderr or result.stdout).split()) or "no output"
+        raise VhostError(
+            f"rabbitmqctl {args[0]} exited {result.returncode} ({said[:300]}): run it as root "
+            f"or the rabbitmq user, or `{ENABLE_MANAGEMENT}` so vhosts are made over HTTP"
+        )
