@@ -90,12 +90,10 @@ def import_vhosts(names: list[str], user: str) -> None:
         f'<<".*">>, <<".*">>, <<".*">>, {erlang_binary(ACTING_USER)}) end '
         f"|| V <- {erlang_binaries(names)}]."
     )
-    try:
-        rabbitmqctl("eval", script)
-    except VhostError:  # another broker version: the documented commands, one at a time
-        for name in names:
-            rabbitmqctl("add_vhost", name)
-            rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+    commands = [("add_vhost", name) for name in names] + [
+        ("set_permissions", "-p", name, user, ".*", ".*", ".*") for name in names
+    ]
+    eval_else(script, commands)
 
 
 def delete_vhosts(names: list[str]) -> None:
@@ -104,11 +102,17 @@ def delete_vhosts(names: list[str]) -> None:
         f"[ok = rabbit_vhost:delete(V, {erlang_binary(ACTING_USER)}) "
         f"|| V <- {erlang_binaries(names)}, rabbit_vhost:exists(V)]."
     )
+    eval_else(script, [("delete_vhost", name) for name in names])
+
+
+def eval_else(script: str, commands: list[tuple[str, ...]]) -> None:
+    """One `rabbitmqctl eval` of `script`; where the broker's internals differ (another
+    version), the documented `commands` instead, one call each."""
     try:
         rabbitmqctl("eval", script)
-    except VhostError:  # another broker version: the documented command, one at a time
-        for name in names:
-            rabbitmqctl("delete_vhost", name)
+    except VhostError:
+        for command in commands:
+            rabbitmqctl(*command)
 
 
 def erlang_binary(text: str) -> str:
