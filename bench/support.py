@@ -22,6 +22,7 @@ from pathlib import Path
 import requests
 
 from tests.support.broker import Broker, VhostError, management_api
+from tests.support.processes import descendants, proc_stat  # noqa: F401 - the benches use both
 
 HOST = "127.0.0.1"
 AMQP_HOST = HOST
@@ -100,28 +101,6 @@ def fresh_vhost(label: str) -> Iterator[str]:
 
 
 # --- Processes: run a server for a block, and find what it started ----------------------
-
-
-def proc_stat(path: Path) -> list[str] | None:
-    """The fields of a /proc/.../stat after the command name: state, ppid, ..., utime, stime."""
-    try:
-        return path.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def descendants(root: int) -> list[int]:
-    """Every process below `root` (children, their children, ...)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := proc_stat(entry / "stat")) is not None:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 @contextmanager

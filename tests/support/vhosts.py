@@ -12,16 +12,25 @@ what is left (the spare vhosts too) and raises the first error it met.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from tests.support.processes import descendants
+
 ENABLE_MANAGEMENT = "rabbitmq-plugins enable rabbitmq_management"
 ACTING_USER = "tests"  # whom the broker's log names for these changes
+RABBITMQCTL_SECONDS = 120
 
 
 class VhostError(RuntimeError):
     """A vhost could not be made or deleted; the message says why, in one sentence."""
+
+
+class RabbitmqctlRefused(VhostError):
+    """rabbitmqctl ran and exited non-zero (not: it could not run, or timed out)."""
 
 
 def new_name(prefix: str) -> str:
@@ -110,7 +119,7 @@ def eval_else(script: str, commands: list[tuple[str, ...]]) -> None:
     version), the documented `commands` instead, one call each."""
     try:
         rabbitmqctl("eval", script)
-    except VhostError:
+    except RabbitmqctlRefused:
         for command in commands:
             rabbitmqctl(*command)
 
@@ -125,18 +134,34 @@ def erlang_binaries(texts: list[str]) -> str:
 
 
 def rabbitmqctl(*args: str) -> None:
+    """Run `rabbitmqctl -q ARGS`; at the deadline it and every process it started are
+    killed (the wrapper script runs the real one through `su`, which would outlive it)."""
     try:
-        result = subprocess.run(
-            ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120
+        process = subprocess.Popen(
+            ["rabbitmqctl", "-q", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-    except (OSError, subprocess.TimeoutExpired) as error:
+    except OSError as error:
         raise VhostError(
             f"rabbitmqctl {args[0]} failed ({error}): without the management API, vhosts are "
             f"made with rabbitmqctl on the broker's host; or `{ENABLE_MANAGEMENT}`"
         ) from error
-    if result.returncode != 0:
-        said = " ".join((result.stderr or result.stdout).split()) or "no output"
+    try:
+        stdout, stderr = process.communicate(timeout=RABBITMQCTL_SECONDS)
+    except subprocess.TimeoutExpired:
+        for pid in [process.pid, *descendants(process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
         raise VhostError(
-            f"rabbitmqctl {args[0]} exited {result.returncode} ({said[:300]}): run it as root "
+            f"rabbitmqctl {args[0]} did not finish in {RABBITMQCTL_SECONDS} s: the broker "
+            "does not answer"
+        ) from None
+    if process.returncode != 0:
+        said = " ".join((stderr or stdout).split()) or "no output"
+        raise RabbitmqctlRefused(
+            f"rabbitmqctl {args[0]} exited {process.returncode} ({said[:300]}): run it as root "
             f"or the rabbitmq user, or `{ENABLE_MANAGEMENT}` so vhosts are made over HTTP"
         )
