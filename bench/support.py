@@ -1,6 +1,7 @@
 """What the benchmark scripts (bench.outbox, bench.pipeline, bench.flash_sale) share.
 
-The local RabbitMQ they all use (AMQP on HOST:AMQP_PORT, user guest/guest), a fresh vhost
+The local RabbitMQ they all use (AMQP_URL, as for the tests, else HOST:AMQP_PORT with user
+guest/guest; RABBITMQ_MANAGEMENT_URL where its management API is elsewhere), a fresh vhost
 per measurement (made and deleted by tests/support/broker.py, through the management API
 where it answers, else with rabbitmqctl; every queue starts empty), its AMQP URL, and the
 small helpers for waiting on a server: a free TCP port, whether a URL answers 200, and
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -67,7 +69,8 @@ def answers(url: str) -> bool:
 def broker() -> Broker:
     """The local broker, its vhosts made as the tests make theirs (tests/support/broker.py):
     through the management API where it answers, else with rabbitmqctl."""
-    return Broker(BASE_AMQP_URL, management_api(BASE_AMQP_URL))
+    url = os.environ.get("AMQP_URL", BASE_AMQP_URL)
+    return Broker(url, management_api(url, os.environ.get("RABBITMQ_MANAGEMENT_URL")))
 
 
 def create_vhost(label: str) -> str:
@@ -76,7 +79,8 @@ def create_vhost(label: str) -> str:
     try:
         return broker().create_vhost(f"bench-{label}")
     except VhostError as error:
-        raise SystemExit(f"bench: cannot make a vhost on RabbitMQ at {HOST}: {error}") from None
+        where = urlsplit(broker().amqp_url).hostname
+        raise SystemExit(f"bench: cannot make a vhost on RabbitMQ at {where}: {error}") from None
 
 
 def delete_vhost(vhost: str) -> None:
