@@ -52,11 +52,17 @@ def main(seconds: float, database: str, json_output: bool, out: IO[str], err: IO
     except (Missing, SetupRefused, broker_nodes.NodeFailed, postgres_instances.InstanceFailed) as e:
         err.write(f"shop chaos: could not set up the run: {e} (files in {workdir})\n")
         return 2
-    out.write((as_json(outcome) if json_output else as_text(outcome)) + "\n")
     if outcome.holds:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
         err.write(f"shop chaos: the shop's logs are kept in {workdir}/shop-up.log\n")
+    return print_report(outcome, json_output, out)
+
+
+def print_report(outcome: Outcome, json_output: bool, out: IO[str]) -> int:
+    """Print the report; the exit code: 0 when every invariant holds, else 1."""
+    out.write((as_json(outcome) if json_output else as_text(outcome)) + "\n")
+    out.flush()
     return 0 if outcome.holds else 1
 
 
