@@ -169,10 +169,11 @@ def queues_drained(seen: Snapshot) -> Check:
 
 def dead_letters_only_poison(poison: dict[str, set[str]], seen: Snapshot) -> Check:
     problems = []
-    for queue, found in seen.dead_letters.items():
+    for queue, letters in seen.dead_letters.items():
         expected = poison.get(queue, set())
-        problems += [f"{queue}.dead holds {m}" for m in sorted(found - expected)]
-        problems += [f"{queue}.dead lacks poison {m}" for m in sorted(expected - found)]
+        others = Counter(kind for message_id, kind in letters.items() if message_id not in expected)
+        problems += [f"{queue}.dead holds {n} {kind}" for kind, n in sorted(others.items())]
+        problems += [f"{queue}.dead lacks poison {m}" for m in sorted(expected - set(letters))]
     injected = sum(len(ids) for ids in poison.values())
     return _check("dead letters are exactly the injected poison", problems, f"{injected} poison")
 

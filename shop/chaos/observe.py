@@ -47,7 +47,8 @@ class Snapshot:
     outcome_sms: Counter[str] = field(default_factory=Counter)  # order id: SMS rows
     unsent: dict[str, int] = field(default_factory=dict)  # outbox table: rows not yet sent
     queue_depths: dict[str, int] = field(default_factory=dict)  # work queue: ready messages
-    dead_letters: dict[str, set[str]] = field(default_factory=dict)  # work queue: message ids
+    dead_letters: dict[str, dict[str, str]] = field(default_factory=dict)
+    # work queue: {message id: message type} of its `<queue>.dead`
 
 
 def rows(url: str, query: str) -> list:
@@ -90,22 +91,22 @@ def queue_depths(amqp_url: str) -> dict[str, int]:
         close_quietly(connection)
 
 
-def dead_letters(amqp_url: str) -> dict[str, set[str]]:
-    """The message ids in every `<queue>.dead`, looked at without taking them (the channel
-    closes unacked, so they return to their queue)."""
+def dead_letters(amqp_url: str) -> dict[str, dict[str, str]]:
+    """{message id: type} of every `<queue>.dead`, looked at without taking them (the
+    channel closes unacked, so they return to their queue)."""
     connection = open_connection(amqp_url, "chaos: dead letters")
-    found: dict[str, set[str]] = {}
+    found: dict[str, dict[str, str]] = {}
     try:
         for queue in WORK_QUEUES:
             channel = connection.channel()
-            ids: set[str] = set()
+            letters: dict[str, str] = {}
             while True:
                 method, properties, _body = channel.basic_get(queue.dead_letter_queue)
                 if method is None:
                     break
-                ids.add(properties.message_id or "(no message id)")
+                letters[properties.message_id or "(no message id)"] = properties.type or "-"
             channel.close()
-            found[queue.name] = ids
+            found[queue.name] = letters
     finally:
         close_quietly(connection)
     return found

@@ -45,7 +45,7 @@ def sound() -> tuple[Records, Snapshot, dict[str, set[str]]]:
         outcome_sms=Counter(list(orders)),
         unsent={"order_outbox": 0},
         queue_depths={"inventory.orders": 0},
-        dead_letters={"inventory.orders": {"poison-1"}, "coupons.orders": set()},
+        dead_letters={"inventory.orders": {"poison-1": "-"}, "coupons.orders": {}},
     )
     return records, seen, {"inventory.orders": {"poison-1"}}
 
@@ -97,7 +97,7 @@ def no_decision(records, seen, poison):
 
 
 def real_message_dead(records, seen, poison):
-    seen.dead_letters["coupons.orders"] = {"a-real-event"}
+    seen.dead_letters["coupons.orders"] = {"a-real-event": "order.created"}
 
 
 def poison_lost(records, seen, poison):
