@@ -27,7 +27,10 @@ from notification_service.models import (
     Sms,
 )
 from notification_service.sender import SmsSender
+from shop.processes import RUNNABLES
 from tests.support.amqp import declare, publish_raw, wait_until
+from tests.support.orders import ADMIN, a_product, an_order, client_for
+from tests.support.pipeline import ServiceThread, events_of, pipeline_settings
 from tests.support.sms_gateway import SmsGatewayServer
 
 pytestmark = pytest.mark.integration
@@ -275,6 +278,35 @@ def test_a_permanent_refusal_ends_failed_with_one_event(engine, broker_url, gate
     assert failed[0]["order_id"] == refused.body["order_id"]
     assert "HTTP 400" in failed[0]["error"]
     assert events(engine, "notification.sms_sent") == []
+
+
+def test_an_order_whose_sms_the_gateway_refuses_shows_it_in_its_timeline_and_the_backlog(
+    tmp_path, database_url, amqp_url, gateway, start_in_thread
+):
+    declare(amqp_url)
+    gateway.refuse_all(400)
+    settings = pipeline_settings(tmp_path, database_url, amqp_url).with_changes(
+        sms_gateway_url=gateway.url
+    )
+    for name in RUNNABLES:  # the shop, with main.py's own wiring of the notification process
+        start_in_thread(ServiceThread(name, settings))
+    client = client_for(settings)
+    created = client.post("/api/products", json=a_product("TEA-1", stock=5), headers=ADMIN)
+    assert created.status_code == 201
+    order = client.post("/api/orders", json=an_order(("TEA-1", 1))).get_json()
+
+    def both_refusals_told():
+        story = client.get(f"/api/orders/{order['id']}").get_json()
+        return story if events_of(story).count("notification.sms_failed") == 2 else None
+
+    story = wait_until(both_refusals_told, 30, "the confirmation and reward SMS refused")
+    assert "notification.sms_sent" not in events_of(story)
+    details = [e["detail"] for e in story["timeline"] if e["event"] == "notification.sms_failed"]
+    assert all("HTTP 400" in detail for detail in details)
+    assert client.get("/api/pipeline").get_json()["sms"] == {"pending": 0, "failed": 2}
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'shop_sms_backlog{status="failed"} 2' in metrics
+    assert 'shop_sms_backlog{status="pending"} 0' in metrics
 
 
 def test_the_migration_marks_the_sms_sent_before_it_as_sent(database_url):

@@ -5,6 +5,7 @@ a key it delivered is answered 200 and not delivered again).
     with SmsGatewayServer() as gateway:
         gateway.fail(key, 503)      # answer 503 to that key until told otherwise
         gateway.refuse(key, 400)    # answer 400 to that key, always
+        gateway.refuse_all(400)     # answer 400 to every key
         gateway.hold()              # every request waits until gateway.release()
         gateway.url, gateway.requests, gateway.delivered
 """
@@ -30,6 +31,7 @@ class SmsGatewayServer:
     holding: threading.Event = field(default_factory=threading.Event)  # a request waits
     _released: threading.Event = field(default_factory=threading.Event)
     _answers: dict[str, int] = field(default_factory=dict)  # key -> status to answer
+    _usual_answer: int = 200  # to every other key
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -58,6 +60,9 @@ class SmsGatewayServer:
 
     refuse = fail  # a 4xx answer is a refusal; the name says what the test means
 
+    def refuse_all(self, status: int = 400) -> None:
+        self._usual_answer = status
+
     def recover(self, key: str) -> None:
         self._answers.pop(key, None)
 
@@ -71,7 +76,7 @@ class SmsGatewayServer:
         if not self._released.is_set():
             self.holding.set()
             self._released.wait()
-        status = self._answers.get(request.key or "", 200)
+        status = self._answers.get(request.key or "", self._usual_answer)
         if status == 200 and request.key is not None:
             with self._lock:
                 self.delivered.add(request.key)
