@@ -128,6 +128,20 @@ def events(engine, event_type: str) -> list[dict]:
         return [row.to_envelope().body for row in rows]
 
 
+def pending_sms(key: str) -> Sms:
+    return Sms(
+        id=str(uuid.uuid4()),
+        event_message_id=key,
+        event="order.confirmed",
+        phone="+4930123456",
+        text="hi",
+        status=PENDING,
+        created_at=utcnow(),
+        next_attempt_at=utcnow(),
+        attempts=0,
+    )
+
+
 def test_a_slow_gateway_holds_up_no_other_writer_of_the_database(
     engine, broker_url, gateway, notification
 ):
@@ -199,19 +213,7 @@ def test_a_failed_attempt_waits_out_a_growing_backoff_and_is_not_retried_before(
     key = "event-1"
     gateway.fail(key, 503)
     with make_session_factory(engine).begin() as session:
-        session.add(
-            Sms(
-                id="sms-1",
-                event_message_id=key,
-                event="order.confirmed",
-                phone="+4930123456",
-                text="hi",
-                status=PENDING,
-                created_at=utcnow(),
-                next_attempt_at=utcnow(),
-                attempts=0,
-            )
-        )
+        session.add(pending_sms(key))
     gateway_client = HttpGateway(gateway.url, timeout=30)
     sender = SmsSender(engine=engine, gateway=gateway_client, retry_base=10.0, retry_cap=40.0)
     for failures, ceiling in [(1, 10.0), (2, 20.0), (3, 40.0), (4, 40.0)]:
@@ -227,6 +229,19 @@ def test_a_failed_attempt_waits_out_a_growing_backoff_and_is_not_retried_before(
         with make_session_factory(engine).begin() as session:  # its time comes
             session.execute(update(Sms).values(next_attempt_at=utcnow()))
     assert len(gateway.requests_for(key)) == 4
+
+
+def test_two_senders_share_the_work_and_never_send_one_sms_twice(engine, gateway, start_in_thread):
+    keys = {f"event-{n}" for n in range(30)}
+    with make_session_factory(engine).begin() as session:
+        session.add_all(pending_sms(key) for key in keys)
+    for name in ("sender 1", "sender 2"):  # as two notification processes would
+        start_in_thread(
+            SmsSender(engine=engine, gateway=HttpGateway(gateway.url), name=name, batch_size=4)
+        )
+    wait_until(lambda: count(engine, Sms, Sms.status == SENT) == 30, 30, "every SMS SENT")
+    assert sorted(request.key for request in gateway.requests) == sorted(keys)  # once each
+    assert len(events(engine, "notification.sms_sent")) == 30
 
 
 class RecordFailsOnce(SmsSender):
