@@ -13,10 +13,11 @@ notification process, delivers them:
      backoff with jitter and a cap; a permanent refusal ends FAILED with a
      `notification.sms_failed` event.
 
-A crash (or a failed record) between 2 and 3 leaves the row PENDING: when its lease runs
-out it is sent again with the same key, and a gateway that honours the key delivers it
-once. Only the update that turns a row from PENDING to SENT (or FAILED) adds the event,
-so however often an SMS is sent, its event is announced once.
+A sender asked to stop, or half-way through its lease, hands the rest of its batch back
+unsent in step 3. A crash (or a failed record) between 2 and 3 leaves the row PENDING:
+when its lease runs out it is sent again with the same key, and a gateway that honours
+the key delivers it once. Only the update that turns a row from PENDING to SENT (or
+FAILED) adds the event, so however often an SMS is sent, its event is announced once.
 
 The worker does not poll busily: it waits on an Event that the consumer sets after a
 commit that stored an SMS, with a timed wait as the safety net (and to wake for retries).
@@ -99,12 +100,14 @@ class SmsSender:
         self._read_sessions = make_read_session_factory(engine)  # an idle look locks nothing
         self._lock_rows = supports_skip_locked(engine)
         self._wakeup = threading.Event()
+        self._stop = threading.Event()
 
     def wake(self) -> None:
         """An SMS was committed: look now rather than at the next timed look."""
         self._wakeup.set()
 
     def run(self, stop: threading.Event) -> None:
+        self._stop = stop
         trouble = Backoff(base=0.5, cap=10.0)
         while not stop.is_set():
             self._wakeup.clear()  # a wake from here on means "look again"
@@ -132,10 +135,11 @@ class SmsSender:
         deliveries = self._claim()
         attempts = []
         for delivery in deliveries:
-            if utcnow() >= delivery.lease_ends - timedelta(seconds=self.lease / 2):
-                break  # the rest come due again when their lease runs out
+            if self._stop.is_set() or utcnow() >= delivery.lease_ends - self._half_lease:
+                break  # the rest are handed back unsent
             attempts.append(self._send(delivery))
-        return Pass(len(deliveries), self._record(attempts) if attempts else None)
+        untried = deliveries[len(attempts) :]
+        return Pass(len(deliveries), self._record(attempts, untried) if deliveries else None)
 
     def _due(self, now: datetime):  # type: ignore[no-untyped-def]
         return (
@@ -183,11 +187,17 @@ class SmsSender:
             return Attempt(delivery, f"{type(error).__name__}: {error}")
         return Attempt(delivery)
 
-    def _record(self, attempts: Sequence[Attempt]) -> datetime | None:
+    @property
+    def _half_lease(self) -> timedelta:
+        return timedelta(seconds=self.lease / 2)
+
+    def _record(self, attempts: Sequence[Attempt], untried: Sequence[Delivery]) -> datetime | None:
         """Write the results in one short transaction; the earliest retry scheduled."""
         next_retry = None
         with self._sessions.begin() as session:
             now = utcnow()
+            for delivery in untried:  # due again at once, for whichever sender looks first
+                _settle(session, delivery, next_attempt_at=now)
             for attempt in attempts:
                 if attempt.error is None:
                     self._record_sent(session, attempt.delivery, now)

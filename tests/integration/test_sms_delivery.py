@@ -244,17 +244,39 @@ def test_two_senders_share_the_work_and_never_send_one_sms_twice(engine, gateway
     assert len(events(engine, "notification.sms_sent")) == 30
 
 
+def test_a_sender_asked_to_stop_hands_back_what_it_has_not_sent(engine, gateway, start_in_thread):
+    keys = ["event-1", "event-2", "event-3"]
+    with make_session_factory(engine).begin() as session:
+        session.add_all(pending_sms(key) for key in keys)
+    gateway.hold()
+    sender = SmsSender(engine=engine, gateway=HttpGateway(gateway.url, timeout=30), lease=600)
+    running = start_in_thread(sender)
+    assert gateway.holding.wait(30), "the sender never sent the first SMS"
+    running.stop.set()  # SIGTERM while the gateway has the first SMS in hand
+    gateway.release()
+    running.close()
+
+    assert len(gateway.requests) == 1
+    statuses = {key: sms_of(engine, key) for key in keys}
+    sent = [key for key, sms in statuses.items() if sms.status == SENT]
+    assert sent == [gateway.requests[0].key]
+    handed_back = [sms for sms in statuses.values() if sms.status == PENDING]
+    assert len(handed_back) == 2
+    # Due now for the next sender, not when the ten-minute lease would have run out.
+    assert all(sms.next_attempt_at <= utcnow() and sms.attempts == 0 for sms in handed_back)
+
+
 class RecordFailsOnce(SmsSender):
     """A sender whose first record step fails after the gateway took the SMS: the crash
     between send and record."""
 
     crashed = False
 
-    def _record(self, attempts):
+    def _record(self, *results):
         if not self.crashed:
             self.crashed = True
             raise OperationalError("UPDATE sms_messages", {}, Exception("injected crash"))
-        return super()._record(attempts)
+        return super()._record(*results)
 
 
 def test_one_sms_stored_and_delivered_per_event_despite_duplicates_and_a_crash(
