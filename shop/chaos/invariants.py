@@ -3,7 +3,7 @@
 Each check returns a `Check`: its name, whether it holds, and a short detail (the first
 few offenders when it fails). The stock rule, in full:
 
-- A sku only orders change (the ledger skus, and the flash-sale sku once its sale has
+- A sku only orders change (the ledger skus, and the flash-sale skus once their sales have
   ended): starting stock - the quantities of its CONFIRMED orders == `available`, in the
   inventory and in the order service's read model.
 - The stock-set sku: the inventory's own history of it (its `inventory.stock_changed`
@@ -103,8 +103,8 @@ def flash_sales(seen: Snapshot) -> Check:
             problems.append(f"sale {sale_id}: quota {quota}, sold {sold}, won {len(won)}")
         twice = [phone for phone, n in Counter(t[2] for t in won).items() if n > 1]
         problems += [f"sale {sale_id}: {phone} won twice" for phone in twice]
-    total = sum(sold for _, sold in seen.sales.values())
-    return _check("flash sale: sold <= quota, one win per customer", problems, f"sold {total}")
+    sold = ", ".join(f"{sold} of {quota}" for quota, sold in seen.sales.values())
+    return _check("flash sale: sold <= quota, one win per customer", problems, f"sold {sold}")
 
 
 def won_orders_confirmed(seen: Snapshot) -> Check:
@@ -154,12 +154,12 @@ def one_outcome_each(seen: Snapshot) -> Check:
 
 def one_sms_each(seen: Snapshot) -> Check:
     wrong = [f"{o} has {seen.outcome_sms[o]}" for o in seen.orders if seen.outcome_sms[o] != 1]
-    return _check("one outcome SMS per order", wrong, f"{sum(seen.outcome_sms.values())} SMS")
+    return _check("one outcome SMS sent per order", wrong, f"{sum(seen.outcome_sms.values())} SMS")
 
 
 def outboxes_drained(seen: Snapshot) -> Check:
     wrong = [f"{table} {n}" for table, n in seen.unsent.items() if n]
-    return _check("every outbox drained", wrong, "0 unsent rows")
+    return _check("every outbox drained, every SMS sent", wrong, "0 unsent rows")
 
 
 def queues_drained(seen: Snapshot) -> Check:

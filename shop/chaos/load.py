@@ -1,10 +1,11 @@
 """The chaos run's load: customers and an admin at the shop's HTTP API, steady and bounded.
 
-Set-up: a few products (their starting stock is recorded), single-use coupons, one flash
-sale that ends before the load does. Then, until the deadline, worker threads each keep
-their own pace: ordinary orders, orders with a coupon (picked at random, so a coupon is
-often tried twice), flash-sale purchases (now and then by a customer who already bought),
-and stock sets on one sku. Every answer is recorded; an error (the web process was just
+Set-up: a few products (their starting stock is recorded), single-use coupons, and two
+flash sales that end before the load does: a small one that sells out in seconds, and a
+slow one with more units than its buyers, so it ends by its clock and gives units back.
+Then, until the deadline, worker threads each keep their own pace: ordinary orders, orders
+with a coupon (picked at random, so a coupon is often tried twice), flash-sale purchases
+(now and then by a customer who already bought), and stock sets on one sku. Every answer is recorded; an error (the web process was just
 killed) is counted and the loop goes on. The checks read these records afterwards.
 """
 
@@ -23,13 +24,20 @@ from loadtest.flash_sale import HTTP_ERRORS, Answer, Http
 LEDGER_SKUS = ("CHAOS-A", "CHAOS-B", "CHAOS-C")  # only orders change their stock
 STOCK_SET_SKU = "CHAOS-S"  # orders and stock sets
 FLASH_SKU = "CHAOS-F"  # orders and the flash sale
+SLOW_SALE_SKU = "CHAOS-G"  # orders and the slow sale, which ends with units unsold
 STARTING_STOCK = {"CHAOS-A": 60, "CHAOS-B": 60, "CHAOS-C": 40, STOCK_SET_SKU: 30, FLASH_SKU: 40}
 FLASH_QUOTA = 10
 COUPONS = 25
 STOCK_SET_STEP = 40  # every set is higher than any stock before it (see invariants.py)
 SALE_SHARE = 0.6  # the sale ends after this share of the load's time
 # (thread name, seconds between two requests)
-PACES = {"orders": 0.35, "coupon orders": 1.0, "flash purchases": 0.25, "stock sets": 5.0}
+PACES = {
+    "orders": 0.35,
+    "coupon orders": 1.0,
+    "flash purchases": 0.25,
+    "slow sale purchases": 2.0,
+    "stock sets": 5.0,
+}
 
 
 class SetupRefused(Exception):
@@ -50,8 +58,9 @@ class Records:
     starting_stock: dict[str, int] = field(default_factory=lambda: dict(STARTING_STOCK))
     coupons: list[str] = field(default_factory=list)
     sale_id: str = ""
+    slow_sale_id: str = ""
     sale_quota: int = FLASH_QUOTA
-    sale_ends_at: float = 0.0  # time.time()
+    sale_ends_at: float = 0.0  # time.time(), for both sales
     orders: list[AcceptedOrder] = field(default_factory=list)
     tickets: list[str] = field(default_factory=list)
     ticket_phones: list[str] = field(default_factory=list)
@@ -81,16 +90,22 @@ class Load:
     def set_up(self) -> None:
         client = Http(self.base_url)
         try:
-            for sku, stock in STARTING_STOCK.items():
+            # More units than the slow sale's buyers (one every 2 s while it runs) can take.
+            slow_quota = max(20, int(self.seconds * SALE_SHARE))
+            self.records.starting_stock[SLOW_SALE_SKU] = slow_quota + 20
+            for sku, stock in self.records.starting_stock.items():
                 body = {"sku": sku, "name": f"Chaos {sku}", "price_cents": 500, "stock": stock}
                 self._must(client, "/api/products", body)
             for _ in range(COUPONS):
                 created = self._must(client, "/api/coupons", {"amount_off_cents": 100})
                 self.records.coupons.append(created.body["code"])
             ends = datetime.now(UTC) + timedelta(seconds=self.seconds * SALE_SHARE)
-            sale = {"sku": FLASH_SKU, "price_cents": 100, "quota": FLASH_QUOTA}
-            created = self._must(client, "/api/flash-sales", {**sale, "ends_at": ends.isoformat()})
-            self.records.sale_id, self.records.sale_ends_at = created.body["id"], ends.timestamp()
+            timing = {"price_cents": 100, "ends_at": ends.isoformat()}
+            fast = {"sku": FLASH_SKU, "quota": FLASH_QUOTA, **timing}
+            self.records.sale_id = self._must(client, "/api/flash-sales", fast).body["id"]
+            slow = {"sku": SLOW_SALE_SKU, "quota": slow_quota, **timing}
+            self.records.slow_sale_id = self._must(client, "/api/flash-sales", slow).body["id"]
+            self.records.sale_ends_at = ends.timestamp()
         finally:
             client.close()
 
@@ -111,7 +126,8 @@ class Load:
         work = {
             "orders": self._order,
             "coupon orders": self._coupon_order,
-            "flash purchases": self._purchase,
+            "flash purchases": lambda client: self._purchase(client, self.records.sale_id),
+            "slow sale purchases": lambda client: self._purchase(client, self.records.slow_sale_id),
             "stock sets": self._stock_set,
         }
         threads = [
@@ -144,7 +160,7 @@ class Load:
 
     def _order(self, client: Http, coupon: str | None = None) -> None:
         skus = self.random.sample(
-            [*LEDGER_SKUS, STOCK_SET_SKU, FLASH_SKU], self.random.randint(1, 2)
+            [*LEDGER_SKUS, STOCK_SET_SKU, FLASH_SKU, SLOW_SALE_SKU], self.random.randint(1, 2)
         )
         lines = {sku: self.random.randint(1, 3) for sku in skus}
         body: dict[str, object] = {
@@ -166,10 +182,10 @@ class Load:
     def _coupon_order(self, client: Http) -> None:
         self._order(client, self.random.choice(self.records.coupons))
 
-    def _purchase(self, client: Http) -> None:
+    def _purchase(self, client: Http, sale_id: str) -> None:
         if time.time() > self.records.sale_ends_at + 1:
             return
-        path = f"/api/flash-sales/{self.records.sale_id}/purchases"
+        path = f"/api/flash-sales/{sale_id}/purchases"
         customer = {"name": "Flash customer", "phone": phone()}
         with self.records.lock:
             if self.records.ticket_phones and self.random.random() < 0.1:

@@ -118,11 +118,11 @@ def backlog(records, seen, poison):
         (read_model_behind, "stock: start - confirmed == available"),
         (unexplained_rise, "stock: CHAOS-S history explains available"),
         (pending, "every accepted order decided"),
-        (two_sms, "one outcome SMS per order"),
+        (two_sms, "one outcome SMS sent per order"),
         (no_decision, "one matching inventory decision per order"),
         (real_message_dead, "dead letters are exactly the injected poison"),
         (poison_lost, "dead letters are exactly the injected poison"),
-        (backlog, "every outbox drained"),
+        (backlog, "every outbox drained, every SMS sent"),
     ],
 )
 def test_a_broken_invariant_is_caught(break_it, broken):
