@@ -5,8 +5,9 @@ flash sales that end before the load does: a small one that sells out in seconds
 slow one with more units than its buyers, so it ends by its clock and gives units back.
 Then, until the deadline, worker threads each keep their own pace: ordinary orders, orders
 with a coupon (picked at random, so a coupon is often tried twice), flash-sale purchases
-(now and then by a customer who already bought), and stock sets on one sku. Every answer is recorded; an error (the web process was just
-killed) is counted and the loop goes on. The checks read these records afterwards.
+(now and then by a customer who already bought), and stock sets on one sku. Every answer
+is recorded; an error (the web process was just killed) is counted and the loop goes on.
+The checks read these records afterwards.
 """
 
 from __future__ import annotations
