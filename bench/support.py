@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from shop.process_tree import descendants, proc_stat  # noqa: F401 (the benchmarks import them from here)
 from tests.support.broker import Broker, VhostError, management_api
-from tests.support.processes import descendants, proc_stat  # noqa: F401 - the benches use both
 
 HOST = "127.0.0.1"
 AMQP_HOST = HOST

@@ -18,7 +18,7 @@ import subprocess
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from tests.support.processes import descendants
+from shop.process_tree import descendants
 
 ENABLE_MANAGEMENT = "rabbitmq-plugins enable rabbitmq_management"
 ACTING_USER = "tests"  # whom the broker's log names for these changes
