@@ -42,6 +42,14 @@ def on_order_created(session: Session, envelope: Envelope) -> None:
     coupon = _reserved_for(session, order)
     if coupon is not None:
         coupon.reserved_until = None
+    elif order.coupon_code:
+        log.error(
+            "order %s was created with coupon %s after its reservation lapsed; "
+            "COUPON_RESERVATION_TTL_SECONDS must exceed the longest delay of order.created",
+            order.order_id,
+            order.coupon_code,
+            extra={"correlation_id": order.order_id},
+        )
 
 
 def on_order_confirmed(session: Session, envelope: Envelope) -> None:

@@ -90,9 +90,11 @@ def reserve(session: Session, request: dict[str, Any], *, ttl_seconds: float) ->
     )
     if reason is not None or coupon is None:
         raise RpcError(reason or "unknown coupon", status=422)
+    held = coupon.status == "RESERVED" and coupon.order_id == asked.order_id
+    if not (held and coupon.reserved_until is None):  # a hold (order.created came) stays one
+        coupon.reserved_until = now + timedelta(seconds=ttl_seconds)  # until order.created
     coupon.status = "RESERVED"
     coupon.order_id = asked.order_id
-    coupon.reserved_until = now + timedelta(seconds=ttl_seconds)  # until order.created holds it
     return {
         "code": coupon.code,
         "discount_cents": rules.discount_cents(coupon, asked.subtotal_cents),

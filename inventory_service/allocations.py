@@ -49,6 +49,7 @@ class AllocationOverdrawn(Exception):
 
 
 def on_sale_created(session: Session, envelope: Envelope) -> None:
+    """Set the sale's units aside, as many as the stock has up to its quota, once."""
     sale = envelope.body_as(SaleCreated)
     if session.get(Allocation, sale.sale_id, with_for_update=True) is not None:
         log.info("flash sale %s has its allocation already", sale.sale_id)
@@ -82,6 +83,7 @@ def on_sale_created(session: Session, envelope: Envelope) -> None:
 
 
 def on_sale_ended(session: Session, envelope: Envelope) -> None:
+    """Keep what the sale sold for its winners' orders; give the rest back to the stock."""
     sale = envelope.body_as(SaleEnded)
     allocation = session.get(Allocation, sale.sale_id, with_for_update=True)
     now = utcnow()
@@ -120,8 +122,14 @@ def on_sale_ended(session: Session, envelope: Envelope) -> None:
     )
 
 
-def draw(session: Session, sale_id: str, quantity: int) -> None:
-    """Take a winner's units from its sale's allocation (in the caller's transaction)."""
+def draw(session: Session, sale_id: str, quantity: int) -> bool:
+    """Take a winner's units from its sale's allocation (in the caller's transaction).
+
+    False when the sale has no allocation at all: a sale made before the inventory held
+    sales' units (migration 0003) sells from the ordinary stock, as it did then.
+    """
+    if session.get(Allocation, sale_id) is None:
+        return False
     drawn = session.execute(
         update(Allocation)
         .where(Allocation.sale_id == sale_id, Allocation.taken + quantity <= Allocation.units)
@@ -130,3 +138,4 @@ def draw(session: Session, sale_id: str, quantity: int) -> None:
     )
     if drawn.rowcount != 1:
         raise AllocationOverdrawn(f"flash sale {sale_id} has no unit left for this order")
+    return True

@@ -109,8 +109,9 @@ def on_order_created(session: Session, envelope: Envelope) -> None:
 
 def _reserve(session: Session, order: OrderCreated, lines: dict[str, int]) -> list[StockItem]:
     """Take every line: from the sale's allocation for a winner, else from the stock."""
-    if order.flash_sale_id is not None:
-        allocations.draw(session, order.flash_sale_id, sum(lines.values()))
+    if order.flash_sale_id is not None and allocations.draw(
+        session, order.flash_sale_id, sum(lines.values())
+    ):
         return []  # the ordinary stock did not change
     return [_take(session, sku, quantity) for sku, quantity in sorted(lines.items())]
 

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 REPLY_BY = "x-reply-by"  # the caller's deadline, epoch milliseconds
+CLOCK_SKEW_MS = 1000  # the caller's clock and the server's may differ by this much
 
 RpcHandler = Callable[[Session, dict[str, Any]], dict[str, Any]]
 
@@ -214,4 +215,4 @@ def _expired(properties: pika.BasicProperties) -> bool:
     reply_by = (properties.headers or {}).get(REPLY_BY)
     if not isinstance(reply_by, int):
         return False
-    return time.time() * 1000 > reply_by
+    return time.time() * 1000 > reply_by + CLOCK_SKEW_MS

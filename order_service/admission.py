@@ -92,7 +92,7 @@ class AdmissionGate:
         self.read_sessions = read_sessions or sessions
         self.signer = signer
         self.forget_after = forget_after
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # guards the memory below; forgetting nests in it
         self._sales: dict[str, Snapshot] = {}
         self._unknown: dict[str, float] = {}  # sale ids that do not exist, and since when
         self._sold_out: set[str] = set()
@@ -201,14 +201,15 @@ class AdmissionGate:
                     now,
                 )
             )
-        if snapshot is None:
-            if len(self._unknown) >= UNKNOWN_SALES_REMEMBERED:
-                self._unknown.clear()  # random ids from a script must not grow memory
-            self._unknown[sale_id] = now
-        else:
-            self._sales[sale_id] = snapshot
-            if snapshot.over(time.time()):
-                self._forget_customers(sale_id)
+        with self._lock:
+            if snapshot is None:
+                if len(self._unknown) >= UNKNOWN_SALES_REMEMBERED:
+                    self._unknown.clear()  # random ids from a script must not grow memory
+                self._unknown[sale_id] = now
+            else:
+                self._sales[sale_id] = snapshot
+                if snapshot.over(time.time()):
+                    self._forget_customers(sale_id)
         return snapshot
 
     def _on_broadcast(self, envelope: Envelope) -> None:
@@ -227,17 +228,18 @@ class AdmissionGate:
         """Drop snapshots nobody used for a while (a later request reloads one); the
         customers of a sale that is still running stay, they are its duplicate guard."""
         idle_since, now = time.monotonic() - self.forget_after, time.time()
-        for sale_id, snapshot in list(self._sales.items()):
-            if snapshot.loaded < idle_since:
-                self._sales.pop(sale_id, None)
-                if snapshot.over(now) or sale_id in self._sold_out:
-                    self._forget_customers(sale_id)
-        for sale_id in list(self._sold_out):
-            if sale_id not in self._sales:  # heard of, but not asked about lately
-                self._sold_out.discard(sale_id)
-        for sale_id, since in list(self._unknown.items()):
-            if since < idle_since:
-                self._unknown.pop(sale_id, None)
+        with self._lock:
+            for sale_id, snapshot in list(self._sales.items()):
+                if snapshot.loaded < idle_since:
+                    del self._sales[sale_id]
+                    if snapshot.over(now) or sale_id in self._sold_out:
+                        self._forget_customers(sale_id)
+            for sale_id in list(self._sold_out):
+                if sale_id not in self._sales:  # heard of, but not asked about lately
+                    self._sold_out.discard(sale_id)
+            for sale_id, since in list(self._unknown.items()):
+                if since < idle_since:
+                    del self._unknown[sale_id]
 
     def memory(self) -> dict[str, int]:
         """How much the gate remembers: sales, customers holding tickets, sold-out flags."""
@@ -269,9 +271,10 @@ class AdmissionGate:
                 return
             self._started = True
         self._listener.start()
-        threading.Thread(target=self._flush_counts, name="flash-sale counters", daemon=True).start()
+        threading.Thread(target=self._every_second, name="flash-sale gate", daemon=True).start()
 
-    def _flush_counts(self) -> None:
+    def _every_second(self) -> None:
+        """Forget idle sales, and add this process's counts to the shared counters."""
         while not self._closed.wait(1.0):
             self._forget_idle_sales()
             with self._lock:

@@ -188,6 +188,8 @@ def decide_ticket(session: Session, envelope: Envelope) -> None:
 
 
 def _why_lost(session: Session, sale: FlashSale, phone: str) -> str | None:
+    if sale.closed_at is not None:  # its final `sold` went to the inventory: nothing more
+        return "sold out" if sale.sold >= sale.quota else "the sale had ended"
     status = sale_status(sale, utcnow())
     if status == "ended":
         return "the sale had ended"

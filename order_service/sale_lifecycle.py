@@ -101,6 +101,7 @@ def close_ended_sales(session: Session, now: datetime) -> int:
     due = session.scalars(
         select(FlashSale)
         .where(FlashSale.closed_at.is_(None), FlashSale.ends_at <= now)
+        .order_by(FlashSale.id)  # two closers lock in the same order: no deadlock
         .with_for_update()
         .execution_options(populate_existing=True)
     ).all()
@@ -123,6 +124,7 @@ class SaleCloser:
         self._read_sessions = make_read_session_factory(engine)
 
     def run(self, stop: threading.Event) -> None:
+        """Look once a second until `stop`; a database that is away is tried next round."""
         while not stop.wait(self.interval):
             try:
                 self.close_due(utcnow())
@@ -130,6 +132,7 @@ class SaleCloser:
                 log.warning("%s: cannot use the database (%s)", self.name, error.orig)
 
     def close_due(self, now: datetime) -> int:
+        """Close the sales due by `now`; how many it closed."""
         with self._read_sessions() as session:
             due = session.scalar(
                 select(FlashSale.id)

@@ -15,7 +15,7 @@ from tests.support.pipeline import ServiceThread, events_of, pipeline_settings, 
 
 pytestmark = pytest.mark.integration
 
-TTL = 1.0  # seconds; the default is 15 minutes
+TTL = 3.0  # seconds; the default is 15 minutes
 
 
 @pytest.fixture

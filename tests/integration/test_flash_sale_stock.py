@@ -183,6 +183,10 @@ def test_the_gate_forgets_sales_that_are_over(settings, make_app, start_in_threa
         assert buy(client, sale_id, 1).status_code == 202
     grown = gate.memory()
     assert (grown["sales"], grown["holders"]) == (12, 12)
+    # Idle, but running: the snapshots go, each sale's customers stay (the duplicate guard).
+    wait_until(lambda: gate.memory()["sales"] == 0, 30, "the idle snapshots to be dropped")
+    assert gate.memory()["holders"] == 12
+    assert buy(client, sales[0], 1).status_code == 409
 
     for sale_id in sales:
         end_now(settings, sale_id)

@@ -24,3 +24,22 @@ def test_a_held_coupon_is_refused_to_another_order_with_a_reason():
     assert refusal(held, phone=None, subtotal_cents=100, now=NOW, order_id="second") == (
         "this coupon is being used by another order"
     )
+
+
+def test_reserving_again_for_the_same_order_keeps_the_hold():
+    from sqlalchemy.orm import Session
+
+    from coupon_service.models import Base
+    from coupon_service.rpc import reserve
+    from messaging.database import make_engine
+
+    engine = make_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    with Session(engine) as session, session.begin():
+        held = reserved(None)  # order.created arrived for "first"
+        held.min_subtotal_cents = 0
+        session.add(held)
+        session.flush()
+        request = {"code": "ONCE", "order_id": "first", "phone": None, "subtotal_cents": 500}
+        reserve(session, request, ttl_seconds=60)  # the same Idempotency-Key, sent twice
+        assert held.reserved_until is None
