@@ -20,8 +20,9 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, Select, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +34,7 @@ from messaging.database import (
 )
 from messaging.outbox import OutboxColumns, utcnow
 from messaging.publisher import ConfirmingPublisher, Outcome, Outgoing, PublishFailed
+from messaging.retention import PRUNE_BATCH_SIZE, PRUNE_INTERVAL, Pruner
 from messaging.topology import declare_topology
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,10 @@ class OutboxRelay:
         name: str = "outbox-relay",
         batch_size: int = 500,
         poll_interval: float = 0.02,
+        lease_seconds: float = 60.0,
+        outbox_retention_days: float = 7.0,
+        prune_interval: float = PRUNE_INTERVAL,
+        prune_batch_size: int = PRUNE_BATCH_SIZE,
     ) -> None:
         self.model = model
         self.amqp_url = amqp_url
@@ -64,7 +70,15 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self._sessions: sessionmaker[Session] = make_session_factory(engine)
         self._read_sessions = make_read_session_factory(engine)  # an idle poll locks nothing
-        self._lock_rows = supports_skip_locked(engine)
+        # Leases only where several relays can share the outbox (see the module docstring).
+        self._lease = timedelta(seconds=lease_seconds) if supports_skip_locked(engine) else None
+        self.pruner = Pruner.for_outbox(
+            engine,
+            model,
+            outbox_retention_days,
+            interval=prune_interval,
+            batch_size=prune_batch_size,
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Relay until `stop` is set, reconnecting whenever the broker goes away."""
@@ -115,59 +129,100 @@ class OutboxRelay:
         log.info("%s stopped", self.name)
 
     def relay_once(self, publisher: ConfirmingPublisher) -> BatchResult:
-        """Publish one batch of the oldest unsent rows and mark the confirmed ones sent."""
-        if self._lock_rows:
-            with self._sessions() as session, session.begin():
-                rows = self._claim(session)
-                if not rows:
-                    return BatchResult(0, 0)
+        """Publish one batch: claim (commit), publish and wait for the confirms, record.
+
+        No transaction is open while the broker is called. Afterwards, if it is due, one
+        small batch of old sent rows is pruned (messaging/retention.py).
+        """
+        rows = self.claim()
+        result = BatchResult(0, 0)
+        if rows:
+            try:
                 outcomes = publisher.publish_batch(_outgoing(rows))
-                return self._record(session, rows, outcomes)
-        with self._read_sessions() as session, session.begin():
-            rows = self._claim(session)
-        if not rows:
-            return BatchResult(0, 0)
-        outcomes = publisher.publish_batch(_outgoing(rows))
-        with self._sessions() as session, session.begin():
-            return self._record(session, rows, outcomes)
+            except Exception:
+                self._release(rows)  # the broker went away: the next claim starts with them
+                raise
+            result = self.record(rows, outcomes)
+        self.pruner.prune_if_due()
+        return result
 
-    def _claim(self, session: Session) -> list[OutboxColumns]:
+    def claim(self) -> list[OutboxColumns]:
+        """The oldest unsent rows whose lease is free, oldest first; leased on PostgreSQL."""
+        now = utcnow()
         model = self.model
-        query = (
-            select(model).where(model.sent_at.is_(None)).order_by(model.id).limit(self.batch_size)
+        if self._lease is None:  # SQLite: one relay, a read that takes no write lock
+            with self._read_sessions() as session, session.begin():
+                return list(session.scalars(self._claimable(select(model), now)))
+        free = self._claimable(select(model.id), now).with_for_update(skip_locked=True)
+        lease = (
+            update(model)
+            .where(model.id.in_(free))
+            .values(claimed_until=now + self._lease)
+            .returning(model)
+            .execution_options(synchronize_session=False)
         )
-        if self._lock_rows:
-            query = query.with_for_update(skip_locked=True)
-        return list(session.scalars(query))
+        with self._sessions() as session, session.begin():
+            rows = list(session.scalars(lease))
+        return sorted(rows, key=lambda row: row.id)  # RETURNING keeps no order
 
-    def _record(
-        self, session: Session, rows: Sequence[OutboxColumns], outcomes: Sequence[Outcome]
-    ) -> BatchResult:
+    def record(self, rows: Sequence[OutboxColumns], outcomes: Sequence[Outcome]) -> BatchResult:
+        """Mark the confirmed rows sent; release the refused ones with their error."""
         model = self.model
         confirmed = [
             row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome.confirmed
         ]
-        if confirmed:
-            session.execute(
-                update(model)
-                .where(model.id.in_(confirmed))
-                .values(sent_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-        for row, outcome in zip(rows, outcomes, strict=True):
-            if not outcome.confirmed:
-                log.error(
-                    "outbox event %s (%s) was not published: %s; it will be retried",
-                    row.message_id,
-                    row.event_type,
-                    outcome.error,
-                )
+        with self._sessions() as session, session.begin():
+            if confirmed:
                 session.execute(
                     update(model)
-                    .where(model.id == row.id)
-                    .values(attempts=model.attempts + 1, last_error=outcome.error)
+                    .where(model.id.in_(confirmed))
+                    .values(sent_at=utcnow(), claimed_until=None)
+                    .execution_options(synchronize_session=False)
                 )
+            for row, outcome in zip(rows, outcomes, strict=True):
+                if not outcome.confirmed:
+                    log.error(
+                        "outbox event %s (%s) was not published: %s; it will be retried",
+                        row.message_id,
+                        row.event_type,
+                        outcome.error,
+                    )
+                    session.execute(
+                        update(model)
+                        .where(model.id == row.id)
+                        .values(
+                            attempts=model.attempts + 1,
+                            last_error=outcome.error,
+                            claimed_until=None,
+                        )
+                    )
         return BatchResult(claimed=len(rows), refused=len(rows) - len(confirmed))
+
+    def _claimable(self, query: Select, now: datetime) -> Select:  # type: ignore[type-arg]
+        model = self.model
+        lease_free = model.claimed_until.is_(None) | (model.claimed_until < now)
+        return (
+            query.where(model.sent_at.is_(None), lease_free)
+            .order_by(model.id)
+            .limit(self.batch_size)
+        )
+
+    def _release(self, rows: Sequence[OutboxColumns]) -> None:
+        """Give up the lease on rows whose fate is unknown, so they keep their place in
+        line; if the database cannot be reached either, the lease runs out by itself."""
+        if self._lease is None:
+            return
+        model = self.model
+        try:
+            with self._sessions() as session, session.begin():
+                session.execute(
+                    update(model)
+                    .where(model.id.in_([row.id for row in rows]), model.sent_at.is_(None))
+                    .values(claimed_until=None)
+                    .execution_options(synchronize_session=False)
+                )
+        except DBAPIError as error:
+            log.warning("%s could not release its claim (%s)", self.name, error.orig)
 
 
 def _sleep(connection, stop: threading.Event, seconds: float) -> None:  # type: ignore[no-untyped-def]
