@@ -27,11 +27,16 @@ def run(settings: Settings, stop: threading.Event) -> None:
                 handler=make_handler(gateway_for(settings.sms_gateway_url)),
                 engine=engine,
                 inbox_model=NotificationInbox,
+                inbox_retention_days=settings.inbox_retention_days,
                 name="notification consumer",
                 **common,
             ),
             OutboxRelay(
-                engine=engine, model=NotificationOutbox, name="notification relay", **common
+                engine=engine,
+                model=NotificationOutbox,
+                name="notification relay",
+                outbox_retention_days=settings.outbox_retention_days,
+                **common,
             ),
         ],
         stop,

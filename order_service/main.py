@@ -25,12 +25,19 @@ def run(settings: Settings, stop: threading.Event) -> None:
     }
     run_together(
         [
-            OutboxRelay(engine=engine, model=OrderOutbox, name="order relay", **common),
+            OutboxRelay(
+                engine=engine,
+                model=OrderOutbox,
+                name="order relay",
+                outbox_retention_days=settings.outbox_retention_days,
+                **common,
+            ),
             ConsumerRunner(
                 queue="orders.inventory",
                 handler=route_by_type(saga.HANDLERS),
                 engine=engine,
                 inbox_model=OrderInbox,
+                inbox_retention_days=settings.inbox_retention_days,
                 name="order saga",
                 **common,
             ),
@@ -39,6 +46,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
                 handler=flash_sale.decide_ticket,
                 engine=engine,
                 inbox_model=OrderInbox,
+                inbox_retention_days=settings.inbox_retention_days,
                 name="flash-sale worker",
                 prefetch=100,
                 **common,
@@ -48,6 +56,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
                 handler=read_model.handle,
                 engine=engine,
                 inbox_model=OrderInbox,
+                inbox_retention_days=settings.inbox_retention_days,
                 name="order read model",
                 **common,
             ),
