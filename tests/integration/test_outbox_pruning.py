@@ -8,14 +8,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from messaging.connection import open_connection
-from messaging.database import make_engine, make_session_factory
-from messaging.migrations import upgrade
+from messaging.database import make_session_factory
 from messaging.outbox import utcnow
 from messaging.publisher import ConfirmingPublisher
-from order_service import handlers
 from order_service.models import OrderOutbox
-from tests.support.amqp import declare, take_all
-from tests.support.orders import relay_for
+from tests.support.amqp import take_all
+from tests.support.orders import add_events, migrated_outbox, relay_for
 
 pytestmark = pytest.mark.integration
 
@@ -25,26 +23,19 @@ LATELY = timedelta(days=1)
 
 @pytest.fixture
 def outbox_engine(database_url, amqp_url):
-    upgrade("order_service", database_url)
-    declare(amqp_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
+    with migrated_outbox(database_url, amqp_url) as engine:
+        yield engine
 
 
-def add_events(engine, count: int, *, sent_ago: timedelta | None = None) -> None:
-    """Write `count` events; with `sent_ago`, they (and any other unsent row) were sent then."""
-    sessions = make_session_factory(engine)
-    with sessions.begin() as session:
-        for number in range(count):
-            handlers.outbox.add(session, "order.created", {"n": number}, correlation_id="c")
-    if sent_ago is not None:
-        with sessions.begin() as session:
-            session.execute(
-                update(OrderOutbox)
-                .where(OrderOutbox.sent_at.is_(None))
-                .values(sent_at=utcnow() - sent_ago, created_at=utcnow() - sent_ago)
-            )
+def add_sent_events(engine, count: int, sent_ago: timedelta) -> None:
+    """Write `count` events that were written and sent `sent_ago` (other unsent rows too)."""
+    add_events(engine, count)
+    with make_session_factory(engine).begin() as session:
+        session.execute(
+            update(OrderOutbox)
+            .where(OrderOutbox.sent_at.is_(None))
+            .values(sent_at=utcnow() - sent_ago, created_at=utcnow() - sent_ago)
+        )
 
 
 def count_outbox(engine, *conditions) -> int:
@@ -55,8 +46,8 @@ def count_outbox(engine, *conditions) -> int:
 
 def test_the_relay_prunes_old_sent_rows_in_batches_between_its_batches(outbox_engine, amqp_url):
     engine = outbox_engine
-    add_events(engine, 1200, sent_ago=LONG_AGO)
-    add_events(engine, 3, sent_ago=LATELY)
+    add_sent_events(engine, 1200, LONG_AGO)
+    add_sent_events(engine, 3, LATELY)
     add_events(engine, 250)  # waiting to be published
     old = OrderOutbox.sent_at < utcnow() - timedelta(days=7)
     relay = sample_relay(engine, amqp_url)
@@ -79,7 +70,7 @@ def test_the_relay_prunes_old_sent_rows_in_batches_between_its_batches(outbox_en
 
 def test_an_unsent_row_is_never_pruned_however_old(outbox_engine, amqp_url):
     engine = outbox_engine
-    add_events(engine, 2, sent_ago=LONG_AGO)
+    add_sent_events(engine, 2, LONG_AGO)
     add_events(engine, 4)
     with make_session_factory(engine).begin() as session:  # written long ago, never sent
         session.execute(

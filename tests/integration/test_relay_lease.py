@@ -11,13 +11,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from messaging.connection import open_connection
-from messaging.database import make_engine, make_session_factory
-from messaging.migrations import upgrade
+from messaging.database import make_session_factory
 from messaging.publisher import ConfirmingPublisher, Outgoing
 from order_service import handlers
 from order_service.models import OrderOutbox
-from tests.support.amqp import declare, take_all, wait_until
-from tests.support.orders import relay_for
+from tests.support.amqp import take_all, wait_until
+from tests.support.orders import add_events, migrated_outbox, relay_for
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -27,17 +26,8 @@ QUEUE = "inventory.orders"  # where order.created events land
 
 @pytest.fixture
 def engine(database_url, amqp_url):
-    upgrade("order_service", database_url)
-    declare(amqp_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-def add_events(engine, count: int, first: int = 0) -> None:
-    with make_session_factory(engine).begin() as session:
-        for number in range(first, first + count):
-            handlers.outbox.add(session, "order.created", {"n": number}, correlation_id="c")
+    with migrated_outbox(database_url, amqp_url) as engine:
+        yield engine
 
 
 def backlog(engine) -> int:
