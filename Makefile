@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit bench lint migrate clean
+.PHONY: run test test-unit bench chaos lint migrate clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.outbox
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.flash_sale
+
+# make chaos SECONDS=300 DATABASE=postgresql   (make cannot take --seconds itself)
+SECONDS ?= 60
+DATABASE ?= sqlite
+chaos: $(STAMP)
+	$(BIN)/shop chaos --seconds $(SECONDS) --database $(DATABASE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

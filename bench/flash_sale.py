@@ -90,6 +90,7 @@ import pika
 import pika.exceptions
 import requests
 from flask import Flask, Response, jsonify
+from sqlalchemy import update
 
 from bench.support import (
     HOST,
@@ -102,6 +103,7 @@ from bench.support import (
     wait_until,
 )
 from messaging.connection import open_connection
+from messaging.database import make_engine, make_session_factory
 from messaging.envelope import Envelope
 from messaging.migrations import upgrade
 from messaging.settings import Settings
@@ -109,6 +111,7 @@ from messaging.topology import FLASH_SALE_QUEUE, declare_topology
 from order_service.api import read_body
 from order_service.flash_sale import PURCHASE_REQUEST, PurchaseIn
 from order_service.handlers import SERVICE
+from order_service.models import FlashSale
 from order_service.problems import ApiProblem, problem
 from shop.processes import process_specs
 
@@ -761,6 +764,19 @@ def start_shop(context: Context) -> tuple[Row, str, str]:
     return row, amqp_url, token
 
 
+def hold_units_as_the_inventory_would(database: Path, sale_id: str) -> None:
+    """No inventory runs beside this web app: mark the sale's units held ourselves, as
+    `inventory.allocated` would, so that the sale opens."""
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        with make_session_factory(engine).begin() as session:
+            session.execute(
+                update(FlashSale).where(FlashSale.id == sale_id).values(allocation="held")
+            )
+    finally:
+        engine.dispose()
+
+
 def start_open_web(context: Context) -> tuple[Row, str, str]:
     """The shop's web app under gunicorn, alone: no order process drains the queue."""
     folder = context.folder / "open"
@@ -791,6 +807,12 @@ def sell_out(context: Context, row: Row, token: str) -> str:
     post(f"{base}/api/products", product, token)
     sale = post(f"{base}/api/flash-sales", {"sku": sku, "price_cents": 999, "quota": 1}, token)
     sale_url = f"{base}/api/flash-sales/{sale['id']}"
+
+    def opened() -> bool:  # once the inventory holds its unit
+        return requests.get(sale_url, timeout=REQUEST_TIMEOUT).json()["status"] == "open"
+
+    if wait_until(opened, SETTLE_SECONDS, pause=0.1) is None:
+        raise BenchFailure(f"the sale did not open within {SETTLE_SECONDS:.0f} s")
     post(f"{sale_url}/purchases", {"customer": {"name": "First", "phone": "+4917012345"}})
 
     def sold_out() -> bool:
@@ -817,6 +839,7 @@ def open_sale(context: Context, row: Row, amqp_url: str, token: str) -> None:
         {"sku": sku, "price_cents": 1500, "quota": OPEN_SALE_QUOTA},
         token,
     )
+    hold_units_as_the_inventory_would(context.folder / "open" / "orders.db", sale["id"])
     row.path = f"/api/flash-sales/{sale['id']}/purchases"
     warmup = context.generator.run(row.port, row.path, max(1.0, context.args.warmup))
     admitted = warmup.statuses.get(202, 0)

@@ -22,6 +22,8 @@ from urllib.parse import quote
 
 import requests
 
+from shop.process_tree import descendants, proc_stat  # noqa: F401 (the benchmarks import them from here)
+
 HOST = "127.0.0.1"
 AMQP_HOST = HOST
 AMQP_PORT = 5672
@@ -104,28 +106,6 @@ def fresh_vhost(label: str) -> Iterator[str]:
 
 
 # --- Processes: run a server for a block, and find what it started ----------------------
-
-
-def proc_stat(path: Path) -> list[str] | None:
-    """The fields of a /proc/.../stat after the command name: state, ppid, ..., utime, stime."""
-    try:
-        return path.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def descendants(root: int) -> list[int]:
-    """Every process below `root` (children, their children, ...)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := proc_stat(entry / "stat")) is not None:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 @contextmanager

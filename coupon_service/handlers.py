@@ -1,5 +1,6 @@
-"""The `coupons.orders` events: an order's outcome redeems or releases its coupon, and a
-confirmed order earns the customer a reward coupon."""
+"""The `coupons.orders` events: an order's creation turns its coupon's reservation into a
+hold, its outcome redeems or releases the coupon, and a confirmed order earns the customer
+a reward coupon."""
 
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ class OrderOutcome(BaseModel):
     order_id: str
     customer: Customer
     coupon_code: str | None = None
+
+
+def on_order_created(session: Session, envelope: Envelope) -> None:
+    """The order exists: its coupon stays reserved until the outcome, however long."""
+    order = envelope.body_as(OrderOutcome)
+    coupon = _reserved_for(session, order)
+    if coupon is not None:
+        coupon.reserved_until = None
 
 
 def on_order_confirmed(session: Session, envelope: Envelope) -> None:
@@ -100,4 +109,8 @@ def _reward(session: Session, order: OrderOutcome) -> None:
     )
 
 
-HANDLERS = {"order.confirmed": on_order_confirmed, "order.rejected": on_order_rejected}
+HANDLERS = {
+    "order.created": on_order_created,
+    "order.confirmed": on_order_confirmed,
+    "order.rejected": on_order_rejected,
+}

@@ -25,7 +25,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
         [
             RpcServer(
                 queue=COUPONS_RPC_QUEUE,
-                handlers=rpc.HANDLERS,
+                handlers=rpc.handlers(settings.coupon_reservation_ttl),
                 engine=engine,
                 name="coupon rpc server",
                 **common,

@@ -17,7 +17,11 @@ class Base(DeclarativeBase):
 
 
 class Coupon(Base):
-    """A single-use coupon: ACTIVE, RESERVED for an order (until `reserved_until`), or REDEEMED."""
+    """A single-use coupon: ACTIVE, RESERVED for an order, or REDEEMED.
+
+    A RESERVED coupon's `reserved_until` is when an unconfirmed reservation lapses; it is
+    None once the order exists (`order.created`): then it holds until the order's outcome.
+    """
 
     __tablename__ = "coupons"
 

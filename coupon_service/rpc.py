@@ -2,12 +2,14 @@
 
 Each takes a session and the request body and returns the reply's fields; a refusal is an
 RpcError whose `status` tells the order service which HTTP status to answer with.
+`handlers(ttl)` builds the table the RPC server serves, with the reservation TTL setting.
 """
 
 from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from pydantic import (
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 from coupon_service import rules
 from coupon_service.models import Coupon
 from messaging.outbox import utcnow
-from messaging.rpc import RpcError
+from messaging.rpc import RpcError, RpcHandler
 from messaging.validation import field_errors
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
@@ -75,7 +77,7 @@ def quote(session: Session, request: dict[str, Any]) -> dict[str, Any]:
     return {"valid": True, "discount_cents": rules.discount_cents(coupon, asked.subtotal_cents)}
 
 
-def reserve(session: Session, request: dict[str, Any]) -> dict[str, Any]:
+def reserve(session: Session, request: dict[str, Any], *, ttl_seconds: float) -> dict[str, Any]:
     asked = _parse(ReserveRequest, request)
     coupon = session.get(Coupon, asked.code, with_for_update=True)
     now = utcnow()
@@ -90,7 +92,7 @@ def reserve(session: Session, request: dict[str, Any]) -> dict[str, Any]:
         raise RpcError(reason or "unknown coupon", status=422)
     coupon.status = "RESERVED"
     coupon.order_id = asked.order_id
-    coupon.reserved_until = now + timedelta(minutes=rules.RESERVATION_MINUTES)
+    coupon.reserved_until = now + timedelta(seconds=ttl_seconds)  # until order.created holds it
     return {
         "code": coupon.code,
         "discount_cents": rules.discount_cents(coupon, asked.subtotal_cents),
@@ -115,4 +117,10 @@ def create(session: Session, request: dict[str, Any]) -> dict[str, Any]:
     return {"coupon": rules.describe(coupon)}
 
 
-HANDLERS = {"coupon.quote": quote, "coupon.reserve": reserve, "coupon.create": create}
+def handlers(reservation_ttl_seconds: float) -> dict[str, RpcHandler]:
+    """The RPC server's handler per request type."""
+    return {
+        "coupon.quote": quote,
+        "coupon.reserve": partial(reserve, ttl_seconds=reservation_ttl_seconds),
+        "coupon.create": create,
+    }

@@ -1,4 +1,12 @@
-"""What makes a coupon usable by a customer for a subtotal, and what it takes off."""
+"""What makes a coupon usable by a customer for a subtotal, and what it takes off.
+
+A reservation (made over RPC while an order is being placed) lasts for the reservation TTL
+(`COUPON_RESERVATION_TTL_SECONDS`) only until the order's `order.created` arrives: from
+then on it holds, with no end (`reserved_until` is None), until the order's outcome
+redeems or releases it. So a coupon can lapse only for an order that was never created
+(its request failed after the reservation), never for an order still waiting on, say, an
+inventory outage.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +15,12 @@ from datetime import datetime
 from coupon_service.models import Coupon
 from messaging.database import as_utc
 
-RESERVATION_MINUTES = 15
-
 
 def reserved_by_another(coupon: Coupon, order_id: str | None, now: datetime) -> bool:
     if coupon.status != "RESERVED" or coupon.order_id == order_id:
         return False
     until = as_utc(coupon.reserved_until)
-    return until is None or until > now  # an expired reservation frees the coupon
+    return until is None or until > now  # held for a created order, or not yet lapsed
 
 
 def refusal(

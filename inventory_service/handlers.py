@@ -1,6 +1,7 @@
 """Inventory rules: one function per event on `inventory.orders`, each given a session.
 
-An order reserves every line or none. Each line is taken with one conditional UPDATE
+An order reserves every line or none; a flash-sale winner's order draws from its sale's
+allocation instead (allocations.py). Each line is taken with one conditional UPDATE
 (`available = available - q WHERE available >= q`): the database checks and decrements in
 one step, so competing consumers can never drive stock below zero (PostgreSQL re-checks
 the condition after waiting for a concurrent update; SQLite takes one writer at a time).
@@ -16,12 +17,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from inventory_service.models import InventoryOutbox, Reservation, StockItem
+from inventory_service import allocations
+from inventory_service.events import outbox, stock_changed
+from inventory_service.models import Reservation, StockItem
 from messaging.envelope import Envelope
-from messaging.outbox import Outbox, utcnow
+from messaging.outbox import utcnow
 
-SERVICE = "inventory_service"
-outbox = Outbox(InventoryOutbox, app_id=SERVICE)
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +44,7 @@ class Line(BaseModel):
 class OrderCreated(BaseModel):
     order_id: str
     items: list[Line] = Field(min_length=1)
+    flash_sale_id: str | None = None  # a winner's order: its units are the sale's
 
 
 class OutOfStock(Exception):
@@ -56,7 +58,7 @@ def on_product_created(session: Session, envelope: Envelope) -> None:
         return
     item = StockItem(sku=event.sku, available=event.stock, version=1)
     session.add(item)
-    _stock_changed(session, item)
+    stock_changed(session, item)
 
 
 def on_stock_set(session: Session, envelope: Envelope) -> None:
@@ -70,7 +72,7 @@ def on_stock_set(session: Session, envelope: Envelope) -> None:
         item.version += 1
         item.updated_at = utcnow()
     session.flush()
-    _stock_changed(session, item)
+    stock_changed(session, item)
 
 
 def on_order_created(session: Session, envelope: Envelope) -> None:
@@ -81,8 +83,8 @@ def on_order_created(session: Session, envelope: Envelope) -> None:
     lines = _merge(order.items)
     try:
         with session.begin_nested():  # all lines or none
-            taken = [_take(session, sku, quantity) for sku, quantity in sorted(lines.items())]
-    except OutOfStock as refusal:
+            taken = _reserve(session, order, lines)
+    except (OutOfStock, allocations.AllocationOverdrawn) as refusal:
         _decide(session, order.order_id, lines, "REJECTED", str(refusal))
         outbox.add(
             session,
@@ -102,7 +104,15 @@ def on_order_created(session: Session, envelope: Envelope) -> None:
         correlation_id=order.order_id,
     )
     for item in taken:
-        _stock_changed(session, item)
+        stock_changed(session, item)
+
+
+def _reserve(session: Session, order: OrderCreated, lines: dict[str, int]) -> list[StockItem]:
+    """Take every line: from the sale's allocation for a winner, else from the stock."""
+    if order.flash_sale_id is not None:
+        allocations.draw(session, order.flash_sale_id, sum(lines.values()))
+        return []  # the ordinary stock did not change
+    return [_take(session, sku, quantity) for sku, quantity in sorted(lines.items())]
 
 
 def _merge(lines: list[Line]) -> dict[str, int]:
@@ -148,17 +158,10 @@ def _decide(
     )
 
 
-def _stock_changed(session: Session, item: StockItem) -> None:
-    outbox.add(
-        session,
-        "inventory.stock_changed",
-        {"sku": item.sku, "available": item.available, "version": item.version},
-        correlation_id=item.sku,
-    )
-
-
 HANDLERS = {
     "product.created": on_product_created,
     "product.stock_set": on_stock_set,
     "order.created": on_order_created,
+    "flash_sale.created": allocations.on_sale_created,
+    "flash_sale.ended": allocations.on_sale_ended,
 }

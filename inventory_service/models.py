@@ -40,6 +40,27 @@ class Reservation(Base):
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
+class Allocation(Base):
+    """Units of a sku set aside for one flash sale: taken only by that sale's winners.
+
+    `units` were moved out of `inventory_stock.available` when the sale was created;
+    `taken` counts what winners' orders have drawn. When the sale ends, the units it did not
+    sell go back to the stock and `units` shrinks to what it sold (`status` CLOSED).
+    """
+
+    __tablename__ = "inventory_allocations"
+    __table_args__ = (CheckConstraint("taken <= units", name="allocation_never_overdrawn"),)
+
+    sale_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    requested: Mapped[int] = mapped_column(Integer)
+    units: Mapped[int] = mapped_column(Integer)
+    taken: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(10), default="HELD")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
 class InventoryOutbox(OutboxColumns, Base):
     __tablename__ = "inventory_outbox"
 

@@ -381,9 +381,26 @@ def setup(options: Options) -> Sale:
         sale = _admin_call(client, "POST", "/api/flash-sales", body, admin, options.url)
         if sale.status != 201 or not isinstance(sale.body, dict):
             raise SetupFailed(f"could not create the flash sale: {_problem(sale)}")
+        _wait_open(client, sale.body["id"], options.url)
         return Sale(sale.body["id"], sku, options.quota)
     finally:
         client.close()
+
+
+def _wait_open(client: Http, sale_id: str, url: str, timeout: float = 30.0) -> None:
+    """A sale opens once the inventory has set its units aside (a moment, normally)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = _admin_call(client, "GET", f"/api/flash-sales/{sale_id}", None, {}, url)
+        status = answer.body.get("status") if isinstance(answer.body, dict) else None
+        if status == "open":
+            return
+        if time.monotonic() >= deadline:
+            raise SetupFailed(
+                f"the flash sale {sale_id} did not open within {timeout:.0f} s (status "
+                f"{status}): is the inventory service running?"
+            )
+        time.sleep(0.1)
 
 
 def _admin_call(

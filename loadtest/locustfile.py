@@ -94,6 +94,7 @@ def _make_sale(environment, **_kwargs) -> None:  # type: ignore[no-untyped-def]
         made = _admin_post(
             host, token, "/api/flash-sales", {"sku": sku, "price_cents": 100, "quota": quota}
         )
+        _wait_open(host, made["id"])
     except RuntimeError as error:
         log.error("%s", error)
         environment.process_exit_code = 2
@@ -101,6 +102,20 @@ def _make_sale(environment, **_kwargs) -> None:  # type: ignore[no-untyped-def]
         return
     sale["id"] = made["id"]
     log.info("made flash sale %s of %s, quota %d", sale["id"], sku, quota)
+
+
+def _wait_open(host: str, sale_id: str, timeout: float = 30.0) -> None:
+    """A sale opens once the inventory holds its units: start the spike only then."""
+    url = f"{host}/api/flash-sales/{sale_id}"
+    for _ in range(int(timeout / 0.1)):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                if json.loads(response.read()).get("status") == "open":
+                    return
+        except (urllib.error.URLError, OSError) as error:
+            raise RuntimeError(f"could not GET {url}: {error}") from None
+        gevent.sleep(0.1)
+    raise RuntimeError(f"the sale {sale_id} did not open in {timeout:.0f} s: is the inventory up?")
 
 
 def _admin_post(host: str, token: str, path: str, body: dict) -> dict:

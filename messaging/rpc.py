@@ -3,10 +3,11 @@
 Client: publishes the request into the server's queue with `reply_to` set to RabbitMQ's
 direct reply-to pseudo-queue (`amq.rabbitmq.reply-to`: no reply queue to declare or
 clean up) and a fresh `correlation_id`, then waits for the reply with that id. The
-request carries an `expiration` equal to the timeout, so a server that comes back late
-does not act on a question nobody is waiting for: the broker drops it from the queue, and
-the server drops one it had already prefetched. A reply that arrives after the timeout
-is recognised by its correlation id and dropped.
+request carries its deadline (header `x-reply-by`, epoch milliseconds), so a server that
+comes back late does not act on a question nobody is waiting for: it acks and drops it.
+(Not the message `expiration`: the broker would dead-letter every expired request into
+`coupons.rpc.dead`, where an operator would find only questions nobody needs answered.)
+A reply that arrives after the timeout is recognised by its correlation id and dropped.
 
 Server: a QueueWorker that answers each request on its `reply_to` with the same
 `correlation_id` and a body `{"ok": true, ...}` or `{"ok": false, "error": ...}`. A
@@ -27,13 +28,19 @@ import pika
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from messaging.connection import CONNECTION_ERRORS, close_quietly, open_connection
+from messaging.connection import (
+    CONNECTION_ERRORS,
+    BrokerUnavailable,
+    close_quietly,
+    open_connection,
+)
 from messaging.consumer import QueueWorker
 from messaging.envelope import CONTENT_TYPE, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+REPLY_BY = "x-reply-by"  # the caller's deadline, epoch milliseconds
 
 RpcHandler = Callable[[Session, dict[str, Any]], dict[str, Any]]
 
@@ -70,14 +77,15 @@ class RpcClient:
                 return self._call(queue, request_type, body)
             except RpcTimeout:
                 raise  # a TimeoutError is an OSError: keep it from the branch below
-            except CONNECTION_ERRORS as error:
+            except (*CONNECTION_ERRORS, BrokerUnavailable) as error:
                 # Between calls nobody serves this connection's heartbeats, so after a quiet
                 # minute the broker may have dropped it: reconnect and try once more (every
                 # request is safe to repeat: quotes read, a reservation is per order id).
                 self.close()
                 if attempt == 2:
+                    log.warning("RPC %s: the broker connection failed: %r", request_type, error)
                     raise RpcTimeout(
-                        f"the broker connection failed: {type(error).__name__}"
+                        f"no reply to {request_type}: the message broker cannot be reached"
                     ) from error
         raise AssertionError("unreachable")
 
@@ -97,8 +105,10 @@ class RpcClient:
                 type=request_type,
                 app_id=self.app_id,
                 timestamp=int(time.time()),
-                expiration=str(int(self.timeout * 1000)),
-                headers={"schema_version": SCHEMA_VERSION},
+                headers={
+                    "schema_version": SCHEMA_VERSION,
+                    REPLY_BY: int((time.time() + self.timeout) * 1000),
+                },
             ),
         )
         deadline = time.monotonic() + self.timeout
@@ -153,7 +163,7 @@ class RpcServer(QueueWorker):
             return
         if _expired(properties):
             # The caller gave up already; acting now (say, reserving a coupon) would only
-            # leave a reservation nobody waits for. Seconds-resolution timestamps: ±1 s.
+            # leave a reservation nobody waits for.
             log.warning("%s: stale %s request dropped", self.queue, properties.type, extra=extra)
             channel.basic_ack(method.delivery_tag)
             return
@@ -200,10 +210,8 @@ class RpcServer(QueueWorker):
 
 
 def _expired(properties: pika.BasicProperties) -> bool:
-    if not properties.expiration or not properties.timestamp:
+    """True when the caller's deadline has passed (it answered its user with a 503)."""
+    reply_by = (properties.headers or {}).get(REPLY_BY)
+    if not isinstance(reply_by, int):
         return False
-    try:
-        ttl = int(properties.expiration) / 1000
-    except ValueError:
-        return False
-    return time.time() > properties.timestamp + ttl + 1
+    return time.time() * 1000 > reply_by

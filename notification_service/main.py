@@ -1,4 +1,6 @@
-"""The notification process: the `notifications.sms` consumer and the outbox relay."""
+"""The notification process: the `notifications.sms` consumer, the SMS sender and the
+outbox relay, as threads. The consumer only stores each SMS and wakes the sender after
+its commit; the sender talks to the gateway outside any transaction (sender.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from messaging.settings import Settings
 from notification_service.gateway import gateway_for
 from notification_service.handlers import make_handler
 from notification_service.models import NotificationInbox, NotificationOutbox
+from notification_service.sender import SmsSender
 
 
 def run(settings: Settings, stop: threading.Event) -> None:
@@ -20,17 +23,19 @@ def run(settings: Settings, stop: threading.Event) -> None:
         "amqp_url": settings.amqp_url,
         "flash_sale_queue_limit": settings.flash_sale_queue_limit,
     }
+    sender = SmsSender(engine=engine, gateway=gateway_for(settings.sms_gateway_url))
     run_together(
         [
             ConsumerRunner(
                 queue="notifications.sms",
-                handler=make_handler(gateway_for(settings.sms_gateway_url)),
+                handler=make_handler(on_recorded=sender.wake),
                 engine=engine,
                 inbox_model=NotificationInbox,
                 inbox_retention_days=settings.inbox_retention_days,
                 name="notification consumer",
                 **common,
             ),
+            sender,
             OutboxRelay(
                 engine=engine,
                 model=NotificationOutbox,

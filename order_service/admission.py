@@ -6,6 +6,9 @@ Per web process, in memory:
 - the customers who got a ticket from this process (a second try is 409 at once);
 - "the queue was full a moment ago": after the broker refused a request, the next ones
   are 429 for a quarter of a second without even asking.
+None of it outlives the sale: once a sale has ended or sold out (heard on the broadcast
+queue, or seen in its snapshot) its customers and flags are dropped, and a snapshot
+nobody asked for in a while is forgotten, so the gate's memory follows the live sales.
 
 Everything else is admitted by the broker itself: the request is published into the
 bounded queue `flash-sale.requests` (`x-max-length`, `x-overflow: reject-publish`) and
@@ -35,7 +38,7 @@ from messaging.envelope import Envelope
 from messaging.publisher import Outgoing
 from messaging.settings import Settings
 from messaging.topology import BROADCAST_BINDING, FLASH_SALE_QUEUE
-from order_service import flash_sale
+from order_service import flash_sale, sale_lifecycle
 from order_service.flash_sale import TicketSigner
 from order_service.handlers import SERVICE
 from order_service.models import FlashSale
@@ -44,6 +47,7 @@ from order_service.schemas import CustomerIn
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 1.0
+FORGET_AFTER_SECONDS = 30.0  # a snapshot unused this long is dropped
 QUEUE_FULL_PAUSE = 0.25
 UNKNOWN_SALES_REMEMBERED = 10_000
 PUBLISH_TIMEOUT = 2.0
@@ -64,7 +68,14 @@ class Snapshot:
     sold: int
     starts_at: datetime
     ends_at: datetime | None
+    allocated: bool  # the inventory holds the sale's units: it may open
     loaded: float
+
+    def over(self, now: float) -> bool:
+        """Sold out or past its end: nothing about its customers is worth keeping."""
+        return self.sold >= self.quota or (
+            self.ends_at is not None and now >= self.ends_at.timestamp()
+        )
 
 
 class AdmissionGate:
@@ -74,11 +85,13 @@ class AdmissionGate:
         sessions: sessionmaker[Session],
         signer: TicketSigner,
         read_sessions: sessionmaker[Session] | None = None,
+        forget_after: float = FORGET_AFTER_SECONDS,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.read_sessions = read_sessions or sessions
         self.signer = signer
+        self.forget_after = forget_after
         self._lock = threading.Lock()
         self._sales: dict[str, Snapshot] = {}
         self._unknown: dict[str, float] = {}  # sale ids that do not exist, and since when
@@ -115,6 +128,13 @@ class AdmissionGate:
         if now < sale.starts_at.timestamp():
             wait = int(sale.starts_at.timestamp() - now) + 1
             return Verdict(409, "not_started", f"The sale starts in {wait} s.", retry_after=wait)
+        if not sale.allocated:
+            return Verdict(
+                409,
+                "not_started",
+                "The sale opens once the inventory has set its units aside.",
+                retry_after=1,
+            )
         with self._lock:
             if phone in self._holders.get(sale_id, ()):
                 return Verdict(
@@ -173,7 +193,12 @@ class AdmissionGate:
                 None
                 if sale is None
                 else Snapshot(
-                    sale.quota, sale.sold, as_utc(sale.starts_at), as_utc(sale.ends_at), now
+                    sale.quota,
+                    sale.sold,
+                    as_utc(sale.starts_at),
+                    as_utc(sale.ends_at),
+                    sale.allocation != "pending",
+                    now,
                 )
             )
         if snapshot is None:
@@ -182,11 +207,48 @@ class AdmissionGate:
             self._unknown[sale_id] = now
         else:
             self._sales[sale_id] = snapshot
+            if snapshot.over(time.time()):
+                self._forget_customers(sale_id)
         return snapshot
 
     def _on_broadcast(self, envelope: Envelope) -> None:
+        sale_id = str(envelope.body.get("sale_id"))
         if envelope.type == flash_sale.SOLD_OUT:
-            self._sold_out.add(str(envelope.body.get("sale_id")))
+            self._sold_out.add(sale_id)
+        if envelope.type in (flash_sale.SOLD_OUT, sale_lifecycle.ENDED):
+            self._forget_customers(sale_id)
+
+    def _forget_customers(self, sale_id: str) -> None:
+        """A sale that is over answers 410 from its snapshot: its holders can go."""
+        with self._lock:
+            self._holders.pop(sale_id, None)
+
+    def _forget_idle_sales(self) -> None:
+        """Drop snapshots nobody used for a while (a later request reloads one); the
+        customers of a sale that is still running stay, they are its duplicate guard."""
+        idle_since, now = time.monotonic() - self.forget_after, time.time()
+        for sale_id, snapshot in list(self._sales.items()):
+            if snapshot.loaded < idle_since:
+                self._sales.pop(sale_id, None)
+                if snapshot.over(now) or sale_id in self._sold_out:
+                    self._forget_customers(sale_id)
+        for sale_id in list(self._sold_out):
+            if sale_id not in self._sales:  # heard of, but not asked about lately
+                self._sold_out.discard(sale_id)
+        for sale_id, since in list(self._unknown.items()):
+            if since < idle_since:
+                self._unknown.pop(sale_id, None)
+
+    def memory(self) -> dict[str, int]:
+        """How much the gate remembers: sales, customers holding tickets, sold-out flags."""
+        with self._lock:
+            holders = sum(len(phones) for phones in self._holders.values())
+        return {
+            "sales": len(self._sales),
+            "holders": holders,
+            "sold_out": len(self._sold_out),
+            "unknown": len(self._unknown),
+        }
 
     def _tally(self, verdict: Verdict) -> None:
         name = "accepted" if verdict.outcome == "accepted" else f"shed_{verdict.outcome}"
@@ -211,6 +273,7 @@ class AdmissionGate:
 
     def _flush_counts(self) -> None:
         while not self._closed.wait(1.0):
+            self._forget_idle_sales()
             with self._lock:
                 deltas, self._counts = dict(self._counts), Counter()
             if not deltas:

@@ -4,12 +4,18 @@ No Flask and no pika here: the admission gate (admission.py) and the routes
 (flash_api.py) stand in front; the worker (a ConsumerRunner on `flash-sale.requests`)
 calls `decide_ticket` for each admitted request.
 
+A sale's units are the inventory's to hold (sale_lifecycle.py): creating a sale publishes
+`flash_sale.created`, and the sale stays `upcoming` until the inventory has set its units
+aside (`inventory.allocated`). Where the inventory finds less stock than the quota, the sale
+opens with the units it could set aside; its body shows both numbers.
+
 A ticket is decided in one transaction with the sale's row locked (FOR UPDATE on
 PostgreSQL; SQLite has one writer at a time), so several workers can never sell more
-than the quota. A winning ticket becomes an ordinary order (order.created through the
-outbox), so inventory, coupons and SMS follow as for any order. Three guards stand
-behind each other: `sold < quota` checked under the lock, a CHECK (sold <= quota) and
-a UNIQUE (sale_id, winner_phone) in the database.
+than the quota. A winning ticket becomes an order that draws its unit from the sale's
+allocation (`order.created` with `flash_sale_id`, through the outbox), so the inventory
+cannot reject it for stock, and coupons and SMS follow as for any order. Three guards
+stand behind each other: `sold < quota` checked under the lock, a CHECK (sold <= quota)
+and a UNIQUE (sale_id, winner_phone) in the database.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from sqlalchemy.orm import Session
 from messaging.database import as_utc
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.outbox import utcnow
+from order_service import sale_lifecycle
 from order_service.handlers import (
     InvalidOrder,
     NotFound,
@@ -75,18 +82,19 @@ class PurchaseRequest(BaseModel):
 
 
 def sale_status(sale: FlashSale, now: datetime) -> str:
+    """`upcoming` until it starts and its units are held, `open`, `sold_out` or `ended`."""
     ends = as_utc(sale.ends_at)
     if ends is not None and now >= ends:
         return "ended"
+    if sale.allocation == "pending" or now < as_utc(sale.starts_at):
+        return "upcoming"
     if sale.sold >= sale.quota:
         return "sold_out"
-    if now < as_utc(sale.starts_at):
-        return "upcoming"
     return "open"
 
 
 def sale_view(sale: FlashSale, queue_limit: int, now: datetime) -> dict[str, object]:
-    return {
+    view: dict[str, object] = {
         "id": sale.id,
         "sku": sale.sku,
         "price_cents": sale.price_cents,
@@ -97,7 +105,17 @@ def sale_view(sale: FlashSale, queue_limit: int, now: datetime) -> dict[str, obj
         "ends_at": iso(sale.ends_at),
         "queue_limit": queue_limit,
         "status": sale_status(sale, now),
+        "requested_quota": sale.requested_quota,
+        "allocation": sale.allocation,
     }
+    if sale.allocation == "pending":
+        view["note"] = "the sale opens once the inventory has set its units aside"
+    elif sale.quota < sale.requested_quota:
+        view["note"] = (
+            f"the inventory could set aside {sale.quota} of the "
+            f"{sale.requested_quota} units asked for"
+        )
+    return view
 
 
 def create_sale(session: Session, command: FlashSaleIn) -> FlashSale:
@@ -116,12 +134,15 @@ def create_sale(session: Session, command: FlashSaleIn) -> FlashSale:
         id=str(uuid.uuid4()),
         sku=command.sku,
         price_cents=command.price_cents,
+        requested_quota=command.quota,
         quota=command.quota,
         sold=0,
+        allocation="pending",
         starts_at=command.starts_at or utcnow(),
         ends_at=command.ends_at,
     )
     session.add(sale)
+    sale_lifecycle.announce(session, sale)
     return sale
 
 
@@ -156,13 +177,14 @@ def decide_ticket(session: Session, envelope: Envelope) -> None:
     sale.sold += 1
     product = get_product(session, sale.sku)
     order = new_order(request.customer.name, phone, [(product, 1, sale.price_cents)])
-    store_order(session, order)
+    store_order(session, order, flash_sale_id=sale.id)
     ticket.status, ticket.winner_phone, ticket.order_id = "WON", phone, order.id
     session.add(ticket)
     count(session, {"won": 1})
     if sale.sold == sale.quota:
         outbox.add(session, SOLD_OUT, {"sale_id": sale.id}, correlation_id=sale.id)
         log.info("flash sale %s sold out", sale.id, extra={"correlation_id": sale.id})
+        sale_lifecycle.close(session, sale, "sold_out")
 
 
 def _why_lost(session: Session, sale: FlashSale, phone: str) -> str | None:
@@ -171,6 +193,8 @@ def _why_lost(session: Session, sale: FlashSale, phone: str) -> str | None:
         return "the sale had ended"
     if status == "sold_out":
         return "sold out"
+    if status == "upcoming":
+        return "the sale had not opened"
     won = session.scalar(
         select(FlashTicket.ticket_id).where(
             FlashTicket.sale_id == sale.id, FlashTicket.winner_phone == phone

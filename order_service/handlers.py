@@ -250,10 +250,17 @@ def new_order(
     return order
 
 
-def store_order(session: Session, order: Order) -> None:
-    """The order and its `order.created` event, in the caller's transaction."""
+def store_order(session: Session, order: Order, flash_sale_id: str | None = None) -> None:
+    """The order and its `order.created` event, in the caller's transaction.
+
+    A flash-sale winner's order names its sale, so the inventory takes its units from the
+    sale's allocation rather than from the ordinary stock.
+    """
     session.add(order)
-    outbox.add(session, "order.created", order_created_event(order), correlation_id=order.id)
+    event = order_created_event(order)
+    if flash_sale_id is not None:
+        event["flash_sale_id"] = flash_sale_id
+    outbox.add(session, "order.created", event, correlation_id=order.id)
 
 
 def _reserve_coupon(coupons: Coupons, code: str, order: Order) -> int:

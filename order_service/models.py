@@ -108,7 +108,13 @@ class OrderInbox(InboxColumns, Base):
 
 
 class FlashSale(Base):
-    """A few units of one sku at a sale price; `sold` only grows, never past `quota`."""
+    """A few units of one sku at a sale price; `sold` only grows, never past `quota`.
+
+    The units are the inventory's to hold. `allocation` follows them: `pending` until the
+    inventory answers `flash_sale.created`, `held` once it has set `quota` units aside
+    (`quota` then says how many it could: at most `requested_quota`), `released` once the
+    sale has closed (`closed_at`) and told the inventory to take back what it did not sell.
+    """
 
     __tablename__ = "flash_sales"
     __table_args__ = (CheckConstraint("sold <= quota", name="never_oversold"),)
@@ -116,10 +122,13 @@ class FlashSale(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
     price_cents: Mapped[int] = mapped_column(Integer)
+    requested_quota: Mapped[int] = mapped_column(Integer)
     quota: Mapped[int] = mapped_column(Integer)
     sold: Mapped[int] = mapped_column(Integer, default=0)
+    allocation: Mapped[str] = mapped_column(String(10), default="pending")
     starts_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 

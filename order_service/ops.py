@@ -7,6 +7,8 @@ the depth of every work and dead-letter queue, each service's outbox backlog and
 survives restarts). The four services' databases are read with read-only count queries
 through engines made once per app, on first use; the web app reads the other services'
 tables by name because it may not import their code (see pyproject's import contracts).
+Both also show the SMS backlog: the notification service's SMS still pending (the
+gateway has not taken them yet) and those refused for good.
 
 A broker that cannot be reached makes /api/pipeline answer 503; /metrics always answers
 with what it could read (`shop_broker_up 0`, and no queue samples). A database that is
@@ -31,8 +33,8 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, column, func, select, table
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from messaging import dead_letters, pipeline
 from messaging.connection import (
@@ -73,6 +75,8 @@ SERVICES: dict[str, ServiceTables] = {
         "notification_database_url", "notification_outbox", "notification_inbox"
     ),
 }
+# The SMS not delivered yet, or refused for good: the notification service's own backlog.
+SMS_TABLE = "sms_messages"
 
 
 @dataclass
@@ -193,6 +197,7 @@ def pipeline_status() -> Response:
         outbox=pipeline.outbox_backlogs(ops.tables("outbox")),
         flash_sale=flash_sale_numbers(),
         handled=pipeline.handled_messages(ops.tables("inbox")),  # the dashboard's rates
+        sms=sms_backlog(ops),
     )
 
 
@@ -264,6 +269,7 @@ def metrics() -> Response:
         *broker_lines(queues),
         *outbox_lines(pipeline.outbox_backlogs(ops.tables("outbox"))),
         *handled_lines(pipeline.handled_messages(ops.tables("inbox"))),
+        *sms_lines(sms_backlog(ops)),
         *flash_sale_lines(flash_sale_numbers()),
         *ops.http.lines(os.getpid()),
     ]
@@ -343,6 +349,33 @@ def handled_lines(handled: dict[str, dict[str, int] | None]) -> list[str]:
             for service, queues in handled.items()
             for queue, count in sorted((queues or {}).items())
         ],
+    )
+
+
+def sms_backlog(ops: Ops) -> dict[str, int] | None:
+    """{"pending": SMS waiting for the gateway (retries too), "failed": refused for good};
+    None where the notification database does not answer."""
+    sms = table(SMS_TABLE, column("status"))
+    query = (
+        select(sms.c.status, func.count())
+        .where(sms.c.status.in_(("PENDING", "FAILED")))
+        .group_by(sms.c.status)
+    )
+    try:
+        with ops.engine(ops.settings.notification_database_url).connect() as connection:
+            counts = dict(connection.execute(query).all())
+    except SQLAlchemyError as error:
+        log.warning("cannot read %s (%s)", SMS_TABLE, type(error).__name__)
+        return None
+    return {"pending": counts.get("PENDING", 0), "failed": counts.get("FAILED", 0)}
+
+
+def sms_lines(backlog: dict[str, int] | None) -> list[str]:
+    return metric(
+        "shop_sms_backlog",
+        "gauge",
+        "SMS not delivered: pending (waiting for the gateway, retries included) or failed.",
+        [({"status": status}, n) for status, n in (backlog or {}).items()],
     )
 
 

@@ -10,8 +10,10 @@ import logging
 import uuid
 
 from flask import Flask, Response, g, json, render_template, request
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from messaging.connection import BrokerUnavailable
 from order_service.handlers import DomainError
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,23 @@ def install(app: Flask) -> None:
         if status == 405 and error.get_response().headers.get("Allow"):
             response.headers["Allow"] = error.get_response().headers["Allow"]
         return response
+
+    @app.errorhandler(BrokerUnavailable)
+    def on_broker_unavailable(error: BrokerUnavailable) -> Response:
+        log.warning("%s %s without a broker: %s", request.method, request.path, error)
+        detail = "The shop cannot reach its message broker right now; nothing was changed."
+        return problem(503, "Service Unavailable", detail, headers={"Retry-After": "2"})
+
+    @app.errorhandler(DBAPIError)
+    def on_database_error(error: DBAPIError) -> Response:
+        if not (error.connection_invalidated or isinstance(error, OperationalError)):
+            return on_unexpected(error)  # a bug, not an outage
+        log.warning("%s %s without a database: %s", request.method, request.path, error.orig)
+        detail = (
+            "The shop's database is unavailable right now; try again in a moment "
+            "(with the same Idempotency-Key an order is never placed twice)."
+        )
+        return problem(503, "Service Unavailable", detail, headers={"Retry-After": "2"})
 
     @app.errorhandler(Exception)
     def on_unexpected(error: Exception) -> Response:

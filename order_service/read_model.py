@@ -57,6 +57,8 @@ def story_detail(envelope: Envelope) -> str | None:
     body = envelope.body
     if envelope.type == "notification.sms_sent":
         return body.get("text")
+    if envelope.type == "notification.sms_failed":
+        return f"SMS not delivered: {body.get('error')}"
     if envelope.type == "coupon.issued":
         off = f"{body['percent_off']}% off" if body.get("percent_off") else "a discount"
         return f"reward coupon {body.get('code')}: {off}"

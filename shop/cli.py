@@ -8,6 +8,7 @@ shop status                queue depths, consumers and outbox backlogs
 shop dlq list QUEUE        dead letters of QUEUE, with their reasons
 shop dlq replay QUEUE      move them back to QUEUE for another try
 shop loadtest flash-sale   a burst of distinct customers at a new flash sale, then a check
+shop chaos                 the whole shop under load and faults, then its invariants
 """
 
 from __future__ import annotations
@@ -104,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the longest wait for the tickets to be decided, and again for the orders",
     )
     flash.set_defaults(command=cmd_loadtest_flash_sale)
+
+    chaos = commands.add_parser(
+        "chaos",
+        help="the whole shop under load and random faults; then checks its invariants",
+        description="Starts a throwaway RabbitMQ node (and PostgreSQL cluster) and `shop up`, "
+        "runs a mixed load while killing processes, stopping the broker, restarting the "
+        "database and injecting poison and duplicates; then checks the invariants. Exit 1 "
+        "when one breaks, 2 when the run cannot start.",
+    )
+    chaos.add_argument("--seconds", type=float, default=60.0, metavar="N")
+    chaos.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    chaos.add_argument("--json", action="store_true", help="the report as one JSON object")
+    chaos.set_defaults(command=cmd_chaos)
     return parser
 
 
@@ -243,6 +257,12 @@ def cmd_loadtest_flash_sale(args: argparse.Namespace, settings: Settings) -> int
         settle_timeout=args.timeout,
     )
     return flash_sale.main(options, sys.stdout, sys.stderr)
+
+
+def cmd_chaos(args: argparse.Namespace, _settings: Settings) -> int:
+    from shop.chaos import runner
+
+    return runner.main(args.seconds, args.database, args.json, sys.stdout, sys.stderr)
 
 
 def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:

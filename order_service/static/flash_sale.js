@@ -1,5 +1,6 @@
 // The flash-sale page: live remaining count and countdown, a Buy button that gets a
-// ticket and follows it to WON or LOST, and one automatic retry after a 429.
+// ticket and follows it to WON or LOST, and one automatic retry after a 429 (or a 409
+// that says the sale opens within a few seconds).
 (function () {
   "use strict";
   const sale = document.getElementById("sale");
@@ -14,13 +15,19 @@
     try {
       const body = await (await fetch(`/api/flash-sales/${encodeURIComponent(id)}`)).json();
       document.getElementById("remaining").textContent = body.remaining;
+      document.getElementById("quota").textContent = body.quota;
+      const note = document.getElementById("sale-note");
+      note.textContent = body.note || "";
+      note.hidden = !body.note;
       const status = document.getElementById("sale-status");
       status.textContent = body.status;
       status.className = `badge badge-${body.status}`;
       const countdown = document.getElementById("countdown");
       const seconds = Math.ceil((new Date(body.starts_at) - Date.now()) / 1000);
       countdown.hidden = body.status !== "upcoming";
-      if (body.status === "upcoming") countdown.textContent = `Starts in ${seconds} s`;
+      if (body.status === "upcoming") {
+        countdown.textContent = seconds > 0 ? `Starts in ${seconds} s` : "Opening in a moment";
+      }
     } catch (error) { /* next time */ }
   }
 
@@ -49,11 +56,13 @@
       body: JSON.stringify({ customer: { name: form.name.value, phone: form.phone.value } }),
     });
     const body = await response.json();
+    const retryAfter = Number(response.headers.get("Retry-After") || "0");
+    const opensSoon = response.status === 409 && retryAfter > 0 && retryAfter <= 5;
     if (response.status === 202) {
       say("QUEUED: your ticket is in line…");
       await follow(body.status_url);
-    } else if (response.status === 429 && !retried) {
-      const wait = Number(response.headers.get("Retry-After") || "1");
+    } else if ((response.status === 429 || opensSoon) && !retried) {
+      const wait = retryAfter || 1;
       say(`Busy, retrying in ${wait} s`);
       await new Promise((resolve) => setTimeout(resolve, wait * 1000));
       await buy(true);

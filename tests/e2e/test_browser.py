@@ -110,6 +110,7 @@ def test_the_flash_sale_page_wins_a_ticket(shop, page):
     stock(shop)
     sale = admin_post(shop, "/api/flash-sales", {"sku": "MUG-2", "price_cents": 99, "quota": 2})
     page.goto(f"{shop.base}/flash-sales/{sale['id']}")
+    expect(page.locator("#sale-status")).to_have_text("open", timeout=SLOW)  # units held
     expect(page.locator("#remaining")).to_have_text("2")
     page.get_by_label("Name").fill("Bo")
     page.get_by_label("Phone").fill("+4930777777")

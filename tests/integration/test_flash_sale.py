@@ -3,17 +3,26 @@ can from memory, the bounded queue and publisher confirms admit the rest, the wo
 exactly the quota, one per customer, and decides every admitted ticket."""
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from order_service.app import create_app
-from shop.processes import RUNNABLES
-from tests.support.amqp import declare, queue_depth, wait_until
+from tests.support.amqp import queue_depth, wait_until
+from tests.support.flash_sales import (
+    burst,
+    buy,
+    customer,
+    new_sale,
+    open_sale,
+    settings_for,
+    start_allocation,
+    start_flash_workers,
+    start_services,
+    wait_decided,
+)
 from tests.support.orders import ADMIN, a_product
-from tests.support.pipeline import ServiceThread, pipeline_settings, wait_settled
+from tests.support.pipeline import wait_settled
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -22,73 +31,8 @@ QUEUE = "flash-sale.requests"
 
 
 @pytest.fixture
-def make_app():
-    """Web apps (each one stands for a web process), their background threads closed after."""
-    apps = []
-
-    def make(settings):
-        app = create_app(settings)
-        apps.append(app)
-        return app.test_client()
-
-    yield make
-    for app in apps:
-        app.extensions["shop"].flash_sales.close()
-
-
-def settings_for(tmp_path, database_url, amqp_url, queue_limit=1000):
-    declare(amqp_url, queue_limit)
-    settings = pipeline_settings(tmp_path, database_url, amqp_url)
-    return settings.with_changes(flash_sale_queue_limit=queue_limit)
-
-
-@pytest.fixture
 def settings(tmp_path, database_url, amqp_url):
     return settings_for(tmp_path, database_url, amqp_url)
-
-
-def start_services(start_in_thread, settings, *names):
-    for name in names or RUNNABLES:
-        start_in_thread(ServiceThread(name, settings))
-
-
-def new_sale(client, quota, stock=1000, **timing):
-    response = client.post(
-        "/api/products", json=a_product("PHONE", stock=stock, price_cents=90000), headers=ADMIN
-    )
-    assert response.status_code == 201, response.get_json()
-    sale = client.post(
-        "/api/flash-sales",
-        json={"sku": "PHONE", "price_cents": 100, "quota": quota, **timing},
-        headers=ADMIN,
-    )
-    assert sale.status_code == 201, sale.get_json()
-    return sale.get_json()
-
-
-def customer(number: int) -> dict:
-    return {"customer": {"name": f"Buyer {number}", "phone": f"+4915{number:08d}"}}
-
-
-def buy(client, sale_id: str, number: int):
-    return client.post(f"/api/flash-sales/{sale_id}/purchases", json=customer(number))
-
-
-def burst(client, sale_id, numbers, workers=32):
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda n: buy(client, sale_id, n), numbers))
-
-
-def ticket(client, sale_id, ticket_id):
-    return client.get(f"/api/flash-sales/{sale_id}/tickets/{ticket_id}").get_json()
-
-
-def wait_decided(client, sale_id, ticket_ids, timeout=60.0) -> list[dict]:
-    def all_decided():
-        found = [ticket(client, sale_id, t) for t in ticket_ids]
-        return found if all(t["status"] != "QUEUED" for t in found) else None
-
-    return wait_until(all_decided, timeout, f"{len(ticket_ids)} tickets to be decided")
 
 
 def test_a_burst_of_400_customers_at_a_quota_of_10_sells_exactly_10(
@@ -96,7 +40,7 @@ def test_a_burst_of_400_customers_at_a_quota_of_10_sells_exactly_10(
 ):
     start_services(start_in_thread, settings)
     client = make_app(settings)
-    sale = new_sale(client, quota=10)
+    sale = open_sale(client, quota=10)
 
     responses = burst(client, sale["id"], range(400))
     statuses = [r.status_code for r in responses]
@@ -131,13 +75,14 @@ def test_one_customer_trying_30_times_from_three_web_processes_wins_at_most_once
     settings, make_app, start_in_thread
 ):
     clients = [make_app(settings) for _ in range(3)]  # three processes: three memories
-    sale = new_sale(clients[0], quota=5)
+    start_allocation(start_in_thread, settings)
+    sale = open_sale(clients[0], quota=5)
     responses = [buy(clients[n % 3], sale["id"], 7) for n in range(30)]
 
     admitted = [r.get_json()["ticket_id"] for r in responses if r.status_code == 202]
     assert len(admitted) == 3, "each process admits the customer once"
     assert [r.status_code for r in responses].count(409) == 27
-    start_services(start_in_thread, settings, "order")
+    start_flash_workers(start_in_thread, settings)
     decided = wait_decided(clients[0], sale["id"], admitted)
     assert sorted(t["status"] for t in decided) == ["LOST", "LOST", "WON"]
     assert {t.get("reason") for t in decided if t["status"] == "LOST"} == {
@@ -150,7 +95,8 @@ def test_beyond_the_queue_limit_requests_get_429_and_every_admitted_ticket_is_de
 ):
     settings = settings_for(tmp_path, database_url, amqp_url, queue_limit=20)
     client = make_app(settings)
-    sale = new_sale(client, quota=100)
+    start_allocation(start_in_thread, settings)
+    sale = open_sale(client, quota=100)
 
     responses = burst(client, sale["id"], range(200))  # no worker yet: the queue fills
     shed = [r for r in responses if r.status_code == 429]
@@ -163,35 +109,37 @@ def test_beyond_the_queue_limit_requests_get_429_and_every_admitted_ticket_is_de
     assert all(r.content_type == "application/problem+json" for r in shed)
     assert queue_depth(amqp_url, QUEUE) == len(admitted)
 
-    start_services(start_in_thread, settings, "order")
+    start_flash_workers(start_in_thread, settings)
     decided = wait_decided(client, sale["id"], admitted)
     assert [t["status"] for t in decided] == ["WON"] * len(admitted)
 
 
 def test_two_workers_on_one_sale_never_oversell(settings, make_app, start_in_thread):
     client = make_app(settings)
-    sale = new_sale(client, quota=25)
+    start_allocation(start_in_thread, settings)
+    sale = open_sale(client, quota=25)
     admitted = [
         r.get_json()["ticket_id"]
         for r in burst(client, sale["id"], range(120))
         if r.status_code == 202
     ]
     assert len(admitted) == 120  # nobody decides yet, so nothing is known to be sold out
-    start_services(start_in_thread, settings, "order", "order")  # two workers compete
+    start_flash_workers(start_in_thread, settings, 2)  # two workers compete
     decided = wait_decided(client, sale["id"], admitted)
     assert [t["status"] for t in decided].count("WON") == 25
     assert client.get(f"/api/flash-sales/{sale['id']}").get_json()["sold"] == 25
 
 
 def test_an_unreachable_broker_gives_503_quickly_and_the_gate_recovers_by_itself(
-    settings, make_app
+    settings, make_app, start_in_thread
 ):
     parts = urlsplit(settings.amqp_url)
     proxy = TcpProxy(parts.hostname, parts.port or 5672)
     through_proxy = urlunsplit(parts._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}"))
     try:
         client = make_app(settings.with_changes(amqp_url=through_proxy))
-        sale = new_sale(client, quota=5)
+        start_allocation(start_in_thread, settings)
+        sale = open_sale(client, quota=5)
         assert buy(client, sale["id"], 1).status_code == 202
 
         proxy.cut()
@@ -258,14 +206,15 @@ def test_a_sale_not_started_is_409_and_one_ended_is_410(settings, make_app):
 
 def test_a_queued_ticket_says_so_until_it_is_decided(settings, make_app, start_in_thread):
     client = make_app(settings)
-    sale = new_sale(client, quota=5)
+    start_allocation(start_in_thread, settings)
+    sale = open_sale(client, quota=5)
     admitted = buy(client, sale["id"], 1).get_json()
     assert admitted["status"] == "QUEUED"
     assert client.get(admitted["status_url"]).get_json() == {
         "ticket_id": admitted["ticket_id"],
         "status": "QUEUED",
     }
-    start_services(start_in_thread, settings, "order")
+    start_flash_workers(start_in_thread, settings)
     (won,) = wait_decided(client, sale["id"], [admitted["ticket_id"]])
     assert won["status"] == "WON" and won["order_id"]
 

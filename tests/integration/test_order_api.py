@@ -224,3 +224,36 @@ def test_readiness_names_the_broker_when_it_is_down(database_url):
     settings = order_settings(database_url, "amqp://guest:guest@127.0.0.1:1/%2F")
     problem = assert_problem(client_for(settings).get("/readyz"), 503)
     assert "broker" in problem["detail"]
+
+
+def test_an_order_with_a_coupon_and_no_broker_gets_503_and_nothing_is_stored(shop, amqp_url):
+    settings, _ = shop
+    no_broker = client_for(settings.with_changes(amqp_url="amqp://guest:guest@127.0.0.1:9/%2F"))
+    rows_before = outbox_rows(settings)
+    response = no_broker.post("/api/orders", json={**an_order(("TEA-1", 1)), "coupon_code": "X"})
+    body = assert_problem(response, 503)
+    assert "coupon" in body["detail"].lower()
+    assert_nothing_written_or_published(settings, amqp_url, rows_before)
+
+
+def test_a_database_that_does_not_answer_gives_503_with_retry_after(amqp_url):
+    gone = order_settings_without_migrations(amqp_url)
+    client = client_for(gone)
+    for response in (
+        client.get("/api/products"),
+        client.post("/api/orders", json=an_order(("TEA-1", 1))),
+    ):
+        body = assert_problem(response, 503)
+        assert response.headers["Retry-After"] == "2"
+        assert "database" in body["detail"] and "psycopg" not in body["detail"]
+
+
+def order_settings_without_migrations(amqp_url):
+    from messaging.settings import Settings
+    from tests.support.orders import ADMIN_TOKEN
+
+    return Settings(
+        order_database_url="postgresql+psycopg://postgres@127.0.0.1:9/gone",
+        amqp_url=amqp_url,
+        admin_token=ADMIN_TOKEN,
+    )

@@ -232,6 +232,26 @@ def test_a_coupon_service_that_does_not_answer_gives_503_and_stores_nothing(sett
     assert app_client.get("/api/coupons/ANY?subtotal_cents=1").status_code == 503
 
 
+def test_a_coupon_service_that_comes_back_late_drops_the_questions_nobody_waits_for(
+    settings, client, start_in_thread
+):
+    add_product(client)
+    coupon_process = ServiceThread("coupon", settings)
+    running = start_in_thread(coupon_process)
+    add_coupon(client, code="LATE", amount_off_cents=100)
+    running.close()  # the coupon service goes away
+    impatient = client_for_timeout(settings, 0.5)
+    order = {**an_order(("TEA-1", 1)), "coupon_code": "LATE"}
+    assert impatient.post("/api/orders", json=order).status_code == 503
+    assert queue_depth(settings.amqp_url, "coupons.rpc") == 1  # the question waits
+
+    start_in_thread(ServiceThread("coupon", settings))  # it comes back
+    wait_until(lambda: queue_depth(settings.amqp_url, "coupons.rpc") == 0, 20, "the drop")
+    quote = client.get("/api/coupons/LATE?subtotal_cents=500").get_json()
+    assert quote == {"valid": True, "discount_cents": 100}  # not reserved for anybody
+    assert queue_depth(settings.amqp_url, "coupons.rpc.dead") == 0  # and no dead letter
+
+
 def client_for_timeout(settings, timeout: float):
     from order_service.app import create_app
 

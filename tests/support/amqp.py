@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -10,6 +9,7 @@ import pika
 
 from messaging.connection import open_connection
 from messaging.topology import declare_topology
+from shop import local_servers
 
 
 @dataclass
@@ -21,14 +21,10 @@ class Received:
 
 def wait_until(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition"):
     """Poll `condition` until it is truthy; fail the test with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+    try:
+        return local_servers.wait_until(condition, timeout, what, pause=0.05)
+    except TimeoutError as error:
+        raise AssertionError(str(error)) from None
 
 
 def declare(amqp_url: str, flash_sale_queue_limit: int = 1000) -> None:

@@ -79,3 +79,10 @@ def test_the_management_api_is_on_the_brokers_host_unless_told_otherwise(
 ):
     configured = Settings.from_env(environ).rabbitmq_management_url
     assert management_url(amqp_url, configured) == expected
+
+
+def test_the_web_app_reads_the_sms_backlog_by_the_real_table_name():
+    from notification_service.models import Sms
+    from order_service.ops import SMS_TABLE
+
+    assert Sms.__tablename__ == SMS_TABLE
