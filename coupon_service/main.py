@@ -35,10 +35,17 @@ def run(settings: Settings, stop: threading.Event) -> None:
                 handler=route_by_type(handlers.HANDLERS),
                 engine=engine,
                 inbox_model=CouponInbox,
+                inbox_retention_days=settings.inbox_retention_days,
                 name="coupon consumer",
                 **common,
             ),
-            OutboxRelay(engine=engine, model=CouponOutbox, name="coupon relay", **common),
+            OutboxRelay(
+                engine=engine,
+                model=CouponOutbox,
+                name="coupon relay",
+                outbox_retention_days=settings.outbox_retention_days,
+                **common,
+            ),
         ],
         stop,
     )

@@ -28,10 +28,17 @@ def run(settings: Settings, stop: threading.Event) -> None:
                 handler=route_by_type(HANDLERS),
                 engine=engine,
                 inbox_model=InventoryInbox,
+                inbox_retention_days=settings.inbox_retention_days,
                 name="inventory consumer",
                 **common,
             ),
-            OutboxRelay(engine=engine, model=InventoryOutbox, name="inventory relay", **common),
+            OutboxRelay(
+                engine=engine,
+                model=InventoryOutbox,
+                name="inventory relay",
+                outbox_retention_days=settings.outbox_retention_days,
+                **common,
+            ),
         ],
         stop,
     )

@@ -13,6 +13,9 @@ and the queue's delivery limit dead-letters it if it keeps failing. A database t
 down is not the message's fault: the runner keeps the message and retries until the
 database answers, so an outage does not burn the message's delivery attempts.
 
+Between messages the runner prunes its queue's inbox rows older than the inbox's
+retention, a small batch at a time (messaging/retention.py).
+
 `stop` (set by SIGTERM in the service's main) lets the message in hand finish.
 """
 
@@ -33,6 +36,7 @@ from messaging.connection import CONNECTION_ERRORS, Backoff, close_quietly, conn
 from messaging.database import make_session_factory
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.inbox import InboxColumns, first_delivery
+from messaging.retention import PRUNE_BATCH_SIZE, PRUNE_INTERVAL, Pruner
 from messaging.topology import declare_topology
 
 log = logging.getLogger(__name__)
@@ -108,14 +112,17 @@ class QueueWorker:
         for method, properties, body in channel.consume(self.queue, inactivity_timeout=0.25):
             if self._stop.is_set():
                 break
-            if method is None:
-                continue
-            self.handle_delivery(connection, channel, method, properties, body)
+            if method is not None:
+                self.handle_delivery(connection, channel, method, properties, body)
+            self.between_messages()
         # Hand back what was prefetched but not started, then close (the finally above).
         channel.cancel()
 
     def handle_delivery(self, connection, channel, method, properties, body) -> None:  # type: ignore[no-untyped-def]
         raise NotImplementedError
+
+    def between_messages(self) -> None:
+        """Called after each delivery and on each idle tick: room for housekeeping."""
 
 
 class ConsumerRunner(QueueWorker):
@@ -127,12 +134,27 @@ class ConsumerRunner(QueueWorker):
         handler: Handler,
         inbox_model: type[InboxColumns],
         max_retry_delay: float = 2.0,
+        inbox_retention_days: float = 14.0,
+        prune_interval: float = PRUNE_INTERVAL,
+        prune_batch_size: int = PRUNE_BATCH_SIZE,
         **worker_options,  # type: ignore[no-untyped-def]
     ) -> None:
         super().__init__(**worker_options)
         self.handler = handler
         self.inbox_model = inbox_model
         self.max_retry_delay = max_retry_delay
+        self.pruner = Pruner.for_inbox(
+            worker_options["engine"],
+            inbox_model,
+            self.queue,
+            inbox_retention_days,
+            interval=prune_interval,
+            batch_size=prune_batch_size,
+        )
+
+    def between_messages(self) -> None:
+        """Forget this queue's messages handled longer ago than the inbox's retention."""
+        self.pruner.prune_if_due()
 
     def handle_delivery(self, connection, channel, method, properties, body) -> None:  # type: ignore[no-untyped-def]
         tag = method.delivery_tag

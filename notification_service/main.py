@@ -31,12 +31,17 @@ def run(settings: Settings, stop: threading.Event) -> None:
                 handler=make_handler(on_recorded=sender.wake),
                 engine=engine,
                 inbox_model=NotificationInbox,
+                inbox_retention_days=settings.inbox_retention_days,
                 name="notification consumer",
                 **common,
             ),
             sender,
             OutboxRelay(
-                engine=engine, model=NotificationOutbox, name="notification relay", **common
+                engine=engine,
+                model=NotificationOutbox,
+                name="notification relay",
+                outbox_retention_days=settings.outbox_retention_days,
+                **common,
             ),
         ],
         stop,

@@ -31,12 +31,19 @@ def workers(settings: Settings) -> list[Worker]:
         "flash_sale_queue_limit": settings.flash_sale_queue_limit,
     }
     return [
-        OutboxRelay(engine=engine, model=OrderOutbox, name="order relay", **common),
+        OutboxRelay(
+            engine=engine,
+            model=OrderOutbox,
+            name="order relay",
+            outbox_retention_days=settings.outbox_retention_days,
+            **common,
+        ),
         ConsumerRunner(
             queue="orders.inventory",
             handler=route_by_type({**saga.HANDLERS, **sale_lifecycle.HANDLERS}),
             engine=engine,
             inbox_model=OrderInbox,
+            inbox_retention_days=settings.inbox_retention_days,
             name="order saga",
             **common,
         ),
@@ -45,6 +52,7 @@ def workers(settings: Settings) -> list[Worker]:
             handler=flash_sale.decide_ticket,
             engine=engine,
             inbox_model=OrderInbox,
+            inbox_retention_days=settings.inbox_retention_days,
             name=FLASH_SALE_WORKER,
             prefetch=100,
             **common,
@@ -54,6 +62,7 @@ def workers(settings: Settings) -> list[Worker]:
             handler=read_model.handle,
             engine=engine,
             inbox_model=OrderInbox,
+            inbox_retention_days=settings.inbox_retention_days,
             name="order read model",
             **common,
         ),

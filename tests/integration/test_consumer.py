@@ -1,12 +1,14 @@
 """The consumer runner against the real broker, on SQLite and PostgreSQL: acks after
 commit, one effect per message however often it is delivered, poison to `<queue>.dead`
-while the consumer goes on, retries until the delivery limit, SIGTERM loses nothing."""
+while the consumer goes on, retries until the delivery limit, SIGTERM loses nothing; old
+inbox rows of its own queue are pruned, and a message still remembered is a duplicate."""
 
 import os
 import signal
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pika
@@ -15,6 +17,7 @@ from sqlalchemy import func, select
 
 from messaging.database import make_engine, make_session_factory
 from messaging.envelope import Envelope
+from messaging.outbox import utcnow
 from messaging.topology import DELIVERY_LIMIT
 from tests.support import sample_consumer
 from tests.support.amqp import declare, publish_raw, queue_depth, wait_until
@@ -192,3 +195,63 @@ def test_handled_messages_are_recorded_in_the_inbox(database_url, queue, start_i
         assert [tuple(r) for r in rows] == [(QUEUE, message_id, "order.created")]
         assert session.scalar(select(func.count()).select_from(inbox)) == 1
     engine.dispose()
+
+
+LONG_AGO = timedelta(days=30)  # past the inbox's default retention (14 days)
+LATELY = timedelta(days=1)
+
+
+OTHER_QUEUE = "coupons.orders"
+
+
+def inbox_rows(database_url: str, queue: str, *conditions) -> int:
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            inbox = sample_consumer.SampleInbox
+            query = select(func.count()).select_from(inbox).where(inbox.queue == queue)
+            return session.scalar(query.where(*conditions)) or 0
+    finally:
+        engine.dispose()
+
+
+def remember(database_url: str, queue: str, message_ids: list[str], handled_ago: timedelta):
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            session.add_all(
+                sample_consumer.SampleInbox(
+                    queue=queue,
+                    message_id=message_id,
+                    message_type="order.created",
+                    handled_at=utcnow() - handled_ago,
+                )
+                for message_id in message_ids
+            )
+    finally:
+        engine.dispose()
+
+
+def test_the_consumer_prunes_only_its_own_old_inbox_rows_and_still_knows_the_recent_ones(
+    database_url, amqp_url, start_in_thread
+):
+    declare(amqp_url)
+    consumer = sample_consumer.runner(database_url, amqp_url, prune_batch_size=200)
+    remember(database_url, sample_consumer.QUEUE, [f"old-{n}" for n in range(700)], LONG_AGO)
+    remember(database_url, sample_consumer.QUEUE, ["recent"], LATELY)
+    remember(database_url, OTHER_QUEUE, [f"old-{n}" for n in range(5)], LONG_AGO)
+
+    send(amqp_url, {"n": 1}, message_id="recent")  # handled a day ago: a duplicate
+    send(amqp_url, {"n": 2})
+    start_in_thread(consumer)
+    wait_until(
+        lambda: consumer.stats.handled + consumer.stats.duplicates == 2, what="both deliveries"
+    )
+    wait_until(
+        lambda: inbox_rows(database_url, sample_consumer.QUEUE) == 2,
+        what="the old rows of the queue to be pruned, 200 at a time between messages",
+    )
+    assert consumer.stats.duplicates == 1
+    assert effects(database_url) == [2]
+    assert inbox_rows(database_url, OTHER_QUEUE) == 5, "another queue's rows are not its own"
+    assert consumer.pruner.prune_once() == 0

@@ -1,6 +1,10 @@
-"""The order service under test: a migrated database, a Flask test client, relay drains."""
+"""The order service under test: a migrated database, a Flask test client, relay drains,
+events written straight into its outbox."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import Engine, func, select
 
@@ -12,7 +16,9 @@ from messaging.relay import OutboxRelay
 from messaging.settings import Settings
 from messaging.topology import declare_topology
 from order_service.app import create_app
+from order_service.handlers import outbox
 from order_service.models import OrderOutbox
+from tests.support.amqp import declare
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -77,3 +83,22 @@ def an_order(*items: tuple[str, int], name: str = "Ann Lee", phone: str = "+4930
         "customer": {"name": name, "phone": phone},
         "items": [{"sku": sku, "quantity": quantity} for sku, quantity in items],
     }
+
+
+@contextmanager
+def migrated_outbox(database_url: str, amqp_url: str) -> Iterator[Engine]:
+    """An engine on a migrated order database, the broker's topology declared."""
+    upgrade("order_service", database_url)
+    declare(amqp_url)
+    engine = make_engine(database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def add_events(engine: Engine, count: int, first: int = 0) -> None:
+    """Write `count` order.created events ({"n": first}, ...) into the outbox, unsent."""
+    with make_session_factory(engine).begin() as session:
+        for number in range(first, first + count):
+            outbox.add(session, "order.created", {"n": number}, correlation_id="c")

@@ -2,11 +2,14 @@
 
 `cut()` drops every open connection and refuses new ones (they are accepted and closed
 at once, like a broker that went away); `restore()` lets traffic through again.
+`pause()` keeps the connections open but holds every byte (a broker that stalls);
+`held` counts the bytes held back, and `resume()` lets them through.
 """
 
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import threading
 
@@ -20,6 +23,9 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._cut = threading.Event()
         self._closed = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self.held = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self) -> None:
@@ -32,8 +38,15 @@ class TcpProxy:
     def restore(self) -> None:
         self._cut.clear()
 
+    def pause(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     def close(self) -> None:
         self._closed.set()
+        self.resume()
         self.cut()
         _close(self._listener)
 
@@ -58,10 +71,25 @@ class TcpProxy:
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        waiting: list[bytes] = []  # what came in while paused, in order
         try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
+            while True:
+                if waiting and self._flowing.is_set():
+                    sink.sendall(b"".join(waiting))
+                    waiting.clear()
+                readable, _, _ = select.select([source], [], [], 0.05)
+                if not readable:
+                    continue
+                data = source.recv(65536)
+                if not data:
+                    return
+                if self._flowing.is_set() and not waiting:
+                    sink.sendall(data)
+                    continue
+                waiting.append(data)
+                with self._lock:
+                    self.held += len(data)
+        except (OSError, ValueError):  # ValueError: select() on a socket closed by cut()
             pass
         finally:
             _close(source)
