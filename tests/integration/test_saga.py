@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 
 import pika
 import pytest
@@ -20,6 +21,7 @@ from messaging.connection import open_connection
 from messaging.database import make_engine, make_session_factory
 from messaging.envelope import Envelope
 from messaging.publisher import ConfirmingPublisher
+from messaging.rpc import CLOCK_SKEW_MS
 from messaging.topology import WORK_QUEUES
 from notification_service.models import Sms
 from order_service.models import Order, OrderOutbox
@@ -242,8 +244,11 @@ def test_a_coupon_service_that_comes_back_late_drops_the_questions_nobody_waits_
     running.close()  # the coupon service goes away
     impatient = client_for_timeout(settings, 0.5)
     order = {**an_order(("TEA-1", 1)), "coupon_code": "LATE"}
+    asked_at = time.time()
     assert impatient.post("/api/orders", json=order).status_code == 503
     assert queue_depth(settings.amqp_url, "coupons.rpc") == 1  # the question waits
+    late = asked_at + 0.5 + CLOCK_SKEW_MS / 1000  # past its deadline and the skew allowed
+    wait_until(lambda: time.time() > late, 10, "the question's deadline to pass")
 
     start_in_thread(ServiceThread("coupon", settings))  # it comes back
     wait_until(lambda: queue_depth(settings.amqp_url, "coupons.rpc") == 0, 20, "the drop")

@@ -4,6 +4,7 @@ deleted afterwards, and a management URL that does not answer is not used."""
 
 import shutil
 import subprocess
+import uuid
 
 import pytest
 
@@ -34,7 +35,8 @@ def test_a_management_url_that_does_not_answer_is_not_used(broker):
 
 def test_without_the_management_api_vhosts_are_made_in_batches_and_all_deleted(broker):
     local = Broker(broker.amqp_url, management_url=None, batch=2)
-    made = [local.create_vhost("vhost-test") for _ in range(3)]
+    prefix = f"vhost-test-{uuid.uuid4().hex[:8]}"  # ours alone, whatever else the broker has
+    made = [local.create_vhost(prefix) for _ in range(3)]
     assert len(set(made)) == 3
     for vhost in made:
         url = local.url_for(vhost)
@@ -42,7 +44,7 @@ def test_without_the_management_api_vhosts_are_made_in_batches_and_all_deleted(b
         publish_raw(url, "inventory.orders", b"{}")
         assert queue_depth(url, "inventory.orders") == 1
     # Two batches of two were made: one of the second is spare, never handed out.
-    spare = {vhost for vhost in vhosts() if vhost.startswith("vhost-test-")} - set(made)
+    spare = {vhost for vhost in vhosts() if vhost.startswith(prefix)} - set(made)
     assert len(spare) == 1
 
     local.delete_vhost(made[0])
