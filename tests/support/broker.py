@@ -11,6 +11,7 @@ the one copy of that code: bench.support uses it too.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
@@ -20,6 +21,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from messaging.connection import BrokerUnavailable, close_quietly, open_connection
 from messaging.settings import DEFAULT_AMQP_URL
 from tests.support.vhosts import ENABLE_MANAGEMENT, RabbitmqctlVhosts, VhostError, new_name
+
+VHOST_READY_SECONDS = 120.0
 
 __all__ = ["ENABLE_MANAGEMENT", "Broker", "VhostError", "find_broker", "management_api"]
 
@@ -48,7 +51,8 @@ class Broker:
         return urlunsplit(parts._replace(path="/" + quote(vhost, safe=""), query=""))
 
     def create_vhost(self, prefix: str = "test") -> str:
-        """A new empty vhost `{prefix}-{random}` on which the user has every right."""
+        """A new empty vhost `{prefix}-{random}` on which the user has every right, once it
+        takes connections (a busy broker starts a new vhost's processes a while later)."""
         if self.management_url:
             vhost = new_name(prefix)
             self._api("PUT", f"/api/vhosts/{quote(vhost, safe='')}")
@@ -57,8 +61,23 @@ class Broker:
                 f"/api/permissions/{quote(vhost, safe='')}/{quote(self.user, safe='')}",
                 {"configure": ".*", "write": ".*", "read": ".*"},
             )
-            return vhost
-        return self._rabbitmqctl.create(prefix)
+        else:
+            vhost = self._rabbitmqctl.create(prefix)
+        self._await_connections(vhost)
+        return vhost
+
+    def _await_connections(self, vhost: str, deadline_seconds: float = VHOST_READY_SECONDS) -> None:
+        deadline = time.monotonic() + deadline_seconds
+        while True:
+            try:
+                close_quietly(open_connection(self.url_for(vhost), "tests: vhost ready"))
+                return
+            except BrokerUnavailable as error:
+                if time.monotonic() >= deadline:
+                    raise VhostError(
+                        f"vhost {vhost} took no connection within {deadline_seconds:.0f} s: {error}"
+                    ) from error
+                time.sleep(0.5)
 
     def delete_vhost(self, vhost: str) -> None:
         if self.management_url:
