@@ -24,6 +24,7 @@ TEST_WORKERS ?= 4
 PYTEST_ARGS ?=
 
 test: $(STAMP)
+	@$(BIN)/python -m tests.support.preflight
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS)
 	$(BIN)/pytest -m serial $(PYTEST_ARGS) || test $$? -eq 5
 

@@ -117,18 +117,27 @@ def find_broker(environ: dict[str, str], batch: int = 1) -> Broker | str:
 
 
 def management_api(amqp_url: str, override: str | None = None) -> str | None:
-    """The management API's base URL if it answers (`override`, else the AMQP host's port
-    15672), else None: nothing listens there, as on a fresh install."""
+    """The management API's base URL for making vhosts: `override` if it answers, else the
+    AMQP host's port 15672 if that answers, else None (nothing listens, as on a fresh
+    install: `make test` enables the plugin first where it can, see tests/support/preflight.py).
+    """
     parts = urlsplit(amqp_url)
-    candidate = (override or f"http://{parts.hostname or 'localhost'}:15672").rstrip("/")
+    default = f"http://{parts.hostname or 'localhost'}:15672"
+    for candidate in dict.fromkeys(filter(None, (override, default))):
+        if _answers(candidate.rstrip("/")):
+            return candidate.rstrip("/")
+    return None
+
+
+def _answers(base_url: str) -> bool:
     try:
-        with urllib.request.urlopen(candidate + "/api/overview", timeout=2):
+        with urllib.request.urlopen(base_url + "/api/overview", timeout=2):
             pass
     except urllib.error.HTTPError:
-        return candidate  # it answers (401 without credentials is fine)
+        return True  # it answers (401 without credentials is fine)
     except OSError:
-        return None
-    return candidate
+        return False
+    return True
 
 
 def _start_container() -> Broker | None:
