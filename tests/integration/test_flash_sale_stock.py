@@ -175,7 +175,6 @@ def test_the_gate_forgets_sales_that_are_over(settings, make_app, start_in_threa
     start_services(start_in_thread, settings)
     client = make_app(settings)
     gate = client.application.extensions["shop"].flash_sales
-    gate.forget_after = 0.5
     client.post("/api/products", json=a_product("PHONE", stock=1000), headers=ADMIN)
     sales = [create_sale(client, "PHONE", quota=5)["id"] for _ in range(12)]
     for sale_id in sales:
@@ -184,6 +183,7 @@ def test_the_gate_forgets_sales_that_are_over(settings, make_app, start_in_threa
     grown = gate.memory()
     assert (grown["sales"], grown["holders"]) == (12, 12)
     # Idle, but running: the snapshots go, each sale's customers stay (the duplicate guard).
+    gate.forget_after = 0.5  # instead of 30 s
     wait_until(lambda: gate.memory()["sales"] == 0, 30, "the idle snapshots to be dropped")
     assert gate.memory()["holders"] == 12
     assert buy(client, sales[0], 1).status_code == 409
