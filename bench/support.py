@@ -2,7 +2,7 @@
 
 The local RabbitMQ they all use (AMQP_URL, as for the tests, else HOST:AMQP_PORT with user
 guest/guest; RABBITMQ_MANAGEMENT_URL where its management API is elsewhere), a fresh vhost
-per measurement (made and deleted by tests/support/broker.py, through the management API
+per measurement (made and deleted by shop/vhosts.py, through the management API
 where it answers, else with rabbitmqctl; every queue starts empty), its AMQP URL, and the
 small helpers for waiting on a server: a free TCP port, whether a URL answers 200, and
 polling a condition until it holds.
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import requests
 
 from shop.process_tree import descendants, proc_stat  # noqa: F401 (the benchmarks import them from here)
-from tests.support.broker import Broker, VhostError, management_api
+from shop.vhosts import Broker, VhostError
 
 HOST = "127.0.0.1"
 AMQP_HOST = HOST
@@ -67,10 +67,10 @@ def answers(url: str) -> bool:
 
 @cache
 def broker() -> Broker:
-    """The local broker, its vhosts made as the tests make theirs (tests/support/broker.py):
+    """The local broker, its vhosts made as the tests make theirs (shop/vhosts.py):
     through the management API where it answers, else with rabbitmqctl."""
     url = os.environ.get("AMQP_URL", BASE_AMQP_URL)
-    return Broker(url, management_api(url, os.environ.get("RABBITMQ_MANAGEMENT_URL")))
+    return Broker.at(url, os.environ.get("RABBITMQ_MANAGEMENT_URL"))
 
 
 def create_vhost(label: str) -> str:

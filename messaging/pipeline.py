@@ -11,7 +11,7 @@ reached at all it raises `BrokerUnavailable`.
 
 The management API is at `http://<AMQP host>:15672` with the AMQP URL's user and
 password, unless the setting RABBITMQ_MANAGEMENT_URL says otherwise (for example
-`https://user:secret@rabbit.example:15671`; credentials in it win over the AMQP URL's).
+`https://user:secret@rabbit.example:15671`; messaging/management.py is its client).
 
 `outbox_backlogs()` and `handled_messages()` count rows of the services' outbox and inbox
 tables with plain read-only queries, given each service's engine and table name (a name,
@@ -21,15 +21,10 @@ down or not migrated yields None for its service instead of an error.
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
-import urllib.error
-import urllib.request
-from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import pika
 from sqlalchemy import Engine, column, create_engine, func, select, table
@@ -42,13 +37,12 @@ from messaging.connection import (
     close_quietly,
     open_connection,
 )
+from messaging.management import TIMEOUT_SECONDS, ManagementApi, ManagementError, first_url
 from messaging.topology import WORK_QUEUES
 
 log = logging.getLogger(__name__)
 
-MANAGEMENT_PORT = 15672
 STAT_FIELDS = ("ready", "unacked", "consumers")
-TIMEOUT_SECONDS = 3.0
 
 # {service: (engine, table name)}, e.g. {"order_service": (engine, "order_outbox")}
 ServiceTables = Mapping[str, tuple[Engine, str]]
@@ -70,10 +64,6 @@ class QueueStatus:
         return asdict(self)
 
 
-class ManagementUnavailable(RuntimeError):
-    """The management HTTP API did not answer, or not with queue statistics."""
-
-
 def queue_names() -> list[tuple[str, bool]]:
     """(name, is dead-letter queue) of every queue to report, each work queue before its DLQ."""
     names: list[tuple[str, bool]] = []
@@ -88,7 +78,7 @@ def read_queues(
     """Every work and dead-letter queue; raises BrokerUnavailable if nothing answers."""
     try:
         stats = management_stats(amqp_url, management, timeout=timeout)
-    except ManagementUnavailable as error:
+    except ManagementError as error:
         log.debug("management API unavailable (%s); asking over AMQP", error)
         stats = {}
     unknown = [name for name, _ in queue_names() if stats.get(name, {}).get("ready") is None]
@@ -103,38 +93,19 @@ def read_queues(
 
 def management_url(amqp_url: str, override: str | None = None) -> str:
     """The configured management URL, else http://<the AMQP URL's host>:15672."""
-    if override:
-        return override.rstrip("/")
-    host = urlsplit(amqp_url).hostname or "localhost"
-    if ":" in host:  # an IPv6 address
-        host = f"[{host}]"
-    return f"http://{host}:{MANAGEMENT_PORT}"
+    return ManagementApi.for_broker(amqp_url, override).base_url
 
 
 def management_stats(
     amqp_url: str, management: str | None = None, *, timeout: float = TIMEOUT_SECONDS
 ) -> dict[str, dict[str, int | None]]:
     """{queue: {ready, unacked, consumers}} of the AMQP URL's vhost, from the management API."""
-    base = urlsplit(management_url(amqp_url, management))
-    amqp = urlsplit(amqp_url)
-    user = unquote(base.username or amqp.username or "guest")
-    password = unquote(base.password or amqp.password or "guest")
-    vhost = pika.URLParameters(amqp_url).virtual_host
-    netloc = base.netloc.rpartition("@")[2]
-    url = (
-        f"{base.scheme}://{netloc}{base.path}/api/queues/{quote(vhost, safe='')}"
-        "?columns=name,messages_ready,messages_unacknowledged,consumers,message_stats.redeliver"
-    )
-    request = urllib.request.Request(url)
-    token = b64encode(f"{user}:{password}".encode()).decode()
-    request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            queues = json.load(response)
-    except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError
-        raise ManagementUnavailable(f"{type(error).__name__}: {error}") from error
+    api = ManagementApi.for_broker(amqp_url, management, timeout=timeout)
+    vhost = pika.URLParameters(first_url(amqp_url)).virtual_host
+    columns = "name,messages_ready,messages_unacknowledged,consumers,message_stats.redeliver"
+    queues = api.get(f"/api/queues/{api.quoted(vhost)}?columns={columns}")
     if not isinstance(queues, list):
-        raise ManagementUnavailable("GET /api/queues did not answer with a list")
+        raise ManagementError("GET /api/queues did not answer with a list")
     return {
         queue["name"]: {
             "ready": queue.get("messages_ready"),

@@ -6,7 +6,7 @@ from tests.support.broker import ENABLE_MANAGEMENT, Broker, VhostError, find_bro
 from tests.support.databases import create_postgres_database, drop_postgres_database, find_postgres
 from tests.support.threads import Running
 
-VHOSTS_PER_RABBITMQCTL_CALL = 8  # without the management API; see tests/support/broker.py
+VHOSTS_PER_RABBITMQCTL_CALL = 8  # without the management API; see shop/vhosts.py
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ an Erlang VM per call, seconds each, which on two cores starves the broker itsel
 A fresh install of the distribution's RabbitMQ has the plugin off. Where the broker runs
 on this machine and `rabbitmq-plugins` may change it, this enables it and says so in one
 line; otherwise it says, in one line, that vhosts will be made the slow way. It never
-fails the run: the tests then find what there is (tests/support/broker.py).
+fails the run: the tests then find what there is (shop/vhosts.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import subprocess
 import sys
 import time
 
+from messaging.management import ENABLE_MANAGEMENT, find_management_api
 from messaging.settings import DEFAULT_AMQP_URL
-from tests.support.broker import management_api
-from tests.support.vhosts import ENABLE_MANAGEMENT
 
 WAIT_SECONDS = 60
 
@@ -26,7 +25,7 @@ WAIT_SECONDS = 60
 def main() -> int:
     amqp_url = os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
     override = os.environ.get("RABBITMQ_MANAGEMENT_URL")
-    if management_api(amqp_url, override) is not None:
+    if find_management_api(amqp_url, override) is not None:
         return 0
     if shutil.which("rabbitmq-plugins") is None:
         return say("no management API answers and there is no local rabbitmq-plugins")
@@ -44,7 +43,7 @@ def main() -> int:
         reason = " ".join((enabled.stderr or enabled.stdout).split())[:200]
         return say(f"rabbitmq-plugins refused ({reason})")
     deadline = time.monotonic() + WAIT_SECONDS
-    while management_api(amqp_url, override) is None:
+    while find_management_api(amqp_url, override) is None:
         if time.monotonic() >= deadline:
             return say(f"the management API did not answer within {WAIT_SECONDS} s")
         time.sleep(1)
