@@ -13,12 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from coupon_service import rules
-from coupon_service.models import Coupon, CouponOutbox
+from coupon_service.events import CouponIssued, CouponRedeemed, CouponReleased, outbox
+from coupon_service.models import Coupon
+from messaging.consumer import Route, Routes
 from messaging.envelope import Envelope
-from messaging.outbox import Outbox, utcnow
+from messaging.outbox import utcnow
 
-SERVICE = "coupon_service"
-outbox = Outbox(CouponOutbox, app_id=SERVICE)
 log = logging.getLogger(__name__)
 
 REWARD_PERCENT_OFF = 10
@@ -57,10 +57,9 @@ def on_order_confirmed(session: Session, envelope: Envelope) -> None:
     coupon = _reserved_for(session, order)
     if coupon is not None:
         coupon.status = "REDEEMED"
-        outbox.add(
+        outbox.add_event(
             session,
-            "coupon.redeemed",
-            {"order_id": order.order_id, "code": coupon.code},
+            CouponRedeemed(order_id=order.order_id, code=coupon.code),
             correlation_id=order.order_id,
         )
     _reward(session, order)
@@ -72,10 +71,9 @@ def on_order_rejected(session: Session, envelope: Envelope) -> None:
     if coupon is None:
         return
     coupon.status, coupon.order_id, coupon.reserved_until = "ACTIVE", None, None
-    outbox.add(
+    outbox.add_event(
         session,
-        "coupon.released",
-        {"order_id": order.order_id, "code": coupon.code},
+        CouponReleased(order_id=order.order_id, code=coupon.code),
         correlation_id=order.order_id,
     )
 
@@ -109,16 +107,15 @@ def _reward(session: Session, order: OrderOutcome) -> None:
         issued_for_order=order.order_id,
     )
     session.add(reward)
-    outbox.add(
+    outbox.add_event(
         session,
-        "coupon.issued",
-        {"order_id": order.order_id, **rules.describe(reward)},
+        CouponIssued(order_id=order.order_id, **rules.describe(reward)),
         correlation_id=order.order_id,
     )
 
 
-HANDLERS = {
-    "order.created": on_order_created,
-    "order.confirmed": on_order_confirmed,
-    "order.rejected": on_order_rejected,
-}
+ROUTES = Routes(
+    Route("order.created", OrderOutcome, on_order_created),
+    Route("order.confirmed", OrderOutcome, on_order_confirmed),
+    Route("order.rejected", OrderOutcome, on_order_rejected),
+)

@@ -1,7 +1,9 @@
 """The `coupons.rpc` request handlers: quote, reserve for an order, create.
 
 Each takes a session and the request body and returns the reply's fields; a refusal is an
-RpcError whose `status` tells the order service which HTTP status to answer with.
+RpcError whose `refused` says what kind it is: "invalid" (the request or the coupon does not
+do) or "exists" (a coupon with that code exists already). The order service decides what
+its callers are answered.
 `handlers(ttl)` builds the table the RPC server serves, with the reservation TTL setting.
 """
 
@@ -63,7 +65,7 @@ def _parse(model: type[BaseModel], request: dict[str, Any]) -> Any:
     try:
         return model.model_validate(request)
     except ValidationError as error:
-        raise RpcError("invalid request", status=422, errors=field_errors(error)) from None
+        raise RpcError("invalid request", refused="invalid", errors=field_errors(error)) from None
 
 
 def quote(session: Session, request: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +91,7 @@ def reserve(session: Session, request: dict[str, Any], *, ttl_seconds: float) ->
         order_id=asked.order_id,
     )
     if reason is not None or coupon is None:
-        raise RpcError(reason or "unknown coupon", status=422)
+        raise RpcError(reason or "unknown coupon", refused="invalid")
     held = coupon.status == "RESERVED" and coupon.order_id == asked.order_id
     if not (held and coupon.reserved_until is None):  # a hold (order.created came) stays one
         coupon.reserved_until = now + timedelta(seconds=ttl_seconds)  # until order.created
@@ -105,7 +107,7 @@ def create(session: Session, request: dict[str, Any]) -> dict[str, Any]:
     asked = _parse(CreateRequest, request)
     code = asked.code or f"SAVE-{secrets.token_hex(6).upper()}"
     if session.get(Coupon, code) is not None:
-        raise RpcError(f"a coupon with code {code!r} exists already", status=409)
+        raise RpcError(f"a coupon with code {code!r} exists already", refused="exists")
     coupon = Coupon(
         code=code,
         amount_off_cents=asked.amount_off_cents,
@@ -126,3 +128,11 @@ def handlers(reservation_ttl_seconds: float) -> dict[str, RpcHandler]:
         "coupon.reserve": partial(reserve, ttl_seconds=reservation_ttl_seconds),
         "coupon.create": create,
     }
+
+
+# What each request's body must match: what the RPC server reads from `coupons.rpc`.
+REQUESTS = {
+    "coupon.quote": QuoteRequest,
+    "coupon.reserve": ReserveRequest,
+    "coupon.create": CreateRequest,
+}

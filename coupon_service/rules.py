@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from coupon_service.models import Coupon
-from messaging.database import as_utc
+from messaging.database import as_utc, iso
 
 
 def reserved_by_another(coupon: Coupon, order_id: str | None, now: datetime) -> bool:
@@ -57,13 +57,12 @@ def discount_cents(coupon: Coupon, subtotal_cents: int) -> int:
 
 
 def describe(coupon: Coupon) -> dict[str, object]:
-    expires = as_utc(coupon.expires_at)
     return {
         "code": coupon.code,
         "amount_off_cents": coupon.amount_off_cents,
         "percent_off": coupon.percent_off,
         "min_subtotal_cents": coupon.min_subtotal_cents,
-        "expires_at": expires.isoformat().replace("+00:00", "Z") if expires else None,
+        "expires_at": iso(coupon.expires_at),
         "customer_phone": coupon.customer_phone,
         "status": coupon.status,
     }

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from inventory_service.events import outbox, stock_changed
+from inventory_service.events import Allocated, outbox, stock_changed
 from inventory_service.models import Allocation, StockItem
 from messaging.envelope import Envelope
 from messaging.outbox import utcnow
@@ -74,10 +74,9 @@ def on_sale_created(session: Session, envelope: Envelope) -> None:
             units,
             extra={"correlation_id": sale.sale_id},
         )
-    outbox.add(
+    outbox.add_event(
         session,
-        "inventory.allocated",
-        {"sale_id": sale.sale_id, "sku": sale.sku, "requested": sale.quota, "units": units},
+        Allocated(sale_id=sale.sale_id, sku=sale.sku, requested=sale.quota, units=units),
         correlation_id=sale.sale_id,
     )
 

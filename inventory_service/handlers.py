@@ -1,4 +1,5 @@
-"""Inventory rules: one function per event on `inventory.orders`, each given a session.
+"""Inventory rules: one function per event on `inventory.orders`, each given a session;
+`ROUTES` says which model each event's body must match.
 
 An order reserves every line or none; a flash-sale winner's order draws from its sale's
 allocation instead (allocations.py). Each line is taken with one conditional UPDATE
@@ -18,8 +19,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from inventory_service import allocations
-from inventory_service.events import outbox, stock_changed
+from inventory_service.events import (
+    InventoryRejected,
+    InventoryReserved,
+    ReservedLine,
+    outbox,
+    stock_changed,
+)
 from inventory_service.models import Reservation, StockItem
+from messaging.consumer import Route, Routes
 from messaging.envelope import Envelope
 from messaging.outbox import utcnow
 
@@ -86,21 +94,17 @@ def on_order_created(session: Session, envelope: Envelope) -> None:
             taken = _reserve(session, order, lines)
     except (OutOfStock, allocations.AllocationOverdrawn) as refusal:
         _decide(session, order.order_id, lines, "REJECTED", str(refusal))
-        outbox.add(
+        outbox.add_event(
             session,
-            "inventory.rejected",
-            {"order_id": order.order_id, "reason": str(refusal)},
+            InventoryRejected(order_id=order.order_id, reason=str(refusal)),
             correlation_id=order.order_id,
         )
         return
     _decide(session, order.order_id, lines, "RESERVED", None)
-    outbox.add(
+    reserved = [ReservedLine(sku=sku, quantity=quantity) for sku, quantity in lines.items()]
+    outbox.add_event(
         session,
-        "inventory.reserved",
-        {
-            "order_id": order.order_id,
-            "items": [{"sku": s, "quantity": q} for s, q in lines.items()],
-        },
+        InventoryReserved(order_id=order.order_id, items=reserved),
         correlation_id=order.order_id,
     )
     for item in taken:
@@ -159,10 +163,10 @@ def _decide(
     )
 
 
-HANDLERS = {
-    "product.created": on_product_created,
-    "product.stock_set": on_stock_set,
-    "order.created": on_order_created,
-    "flash_sale.created": allocations.on_sale_created,
-    "flash_sale.ended": allocations.on_sale_ended,
-}
+ROUTES = Routes(
+    Route("product.created", ProductCreated, on_product_created),
+    Route("product.stock_set", StockSet, on_stock_set),
+    Route("order.created", OrderCreated, on_order_created),
+    Route("flash_sale.created", allocations.SaleCreated, allocations.on_sale_created),
+    Route("flash_sale.ended", allocations.SaleEnded, allocations.on_sale_ended),
+)

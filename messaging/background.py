@@ -9,6 +9,9 @@ the background.
 `BroadcastListener`: a server-named, exclusive, auto-delete queue bound to some routing
 keys of `shop.events`, so that every web process hears an event such as
 `flash_sale.sold_out` at once. It reconnects (with a new queue) after a loss.
+
+Both are ReconnectingWorkers (messaging/worker.py) on daemon threads: they die with the
+web process.
 """
 
 from __future__ import annotations
@@ -20,16 +23,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from messaging.connection import (
-    CONNECTION_ERRORS,
-    Backoff,
-    BrokerUnavailable,
-    close_quietly,
-    connect_with_retry,
-)
+from messaging.connection import CONNECTION_ERRORS, BrokerUnavailable
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.publisher import ConfirmingPublisher, Outcome, Outgoing, PublishFailed
-from messaging.topology import EVENTS_EXCHANGE, declare_topology
+from messaging.topology import EVENTS_EXCHANGE, Topology, declare_exchanges
+from messaging.worker import ReconnectingWorker
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +35,15 @@ MAX_BATCH = 500
 CONFIRM_GRACE = 10.0  # the publisher's own confirm timeout: an answer always comes by then
 
 
-class BackgroundPublisher:
-    def __init__(self, amqp_url: str, name: str, flash_sale_queue_limit: int) -> None:
-        self.amqp_url = amqp_url
-        self.name = name
-        self.flash_sale_queue_limit = flash_sale_queue_limit
+class BackgroundPublisher(ReconnectingWorker):
+    recoverable = (*CONNECTION_ERRORS, PublishFailed)
+
+    def __init__(self, amqp_url: str, name: str, topology: Topology | None) -> None:
+        super().__init__(name=name, amqp_url=amqp_url, topology=topology)
         self._pending: queue.SimpleQueue[tuple[Outgoing, Future[Outcome]]] = queue.SimpleQueue()
         self._connected = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._started = False
         self._start_lock = threading.Lock()
 
     def publish(self, outgoing: Outgoing, timeout: float = 2.0) -> Outcome:
@@ -70,43 +68,26 @@ class BackgroundPublisher:
 
     def _ensure_started(self, timeout: float) -> None:
         with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
+            if not self._started:
+                self._started = True
+                self.start_in_background(self._stop)
                 self._connected.wait(timeout)  # the first request waits for the connection
 
-    def _run(self) -> None:
-        backoff = Backoff()
-        while not self._stop.is_set():
-            connection = connect_with_retry(self.amqp_url, self.name, self._stop)
-            if connection is None:
-                return
-            try:
-                channel = connection.channel()
-                declare_topology(channel, self.flash_sale_queue_limit)
-                publisher = ConfirmingPublisher(connection, channel)
-                self._connected.set()
-                backoff.reset()
-                while not self._stop.is_set():
-                    batch = self._next_batch()
-                    if batch:
-                        self._publish(publisher, batch)
-                    else:
-                        connection.process_data_events(0)  # heartbeats
-            except (*CONNECTION_ERRORS, PublishFailed) as error:
-                self._connected.clear()
-                self._fail_waiting(error)
-                delay = backoff.next_delay()
-                log.warning(
-                    "%s lost the broker (%s); reconnecting in %.1f s",
-                    self.name,
-                    type(error).__name__,
-                    delay,
-                )
-                self._stop.wait(delay)
-            finally:
-                self._connected.clear()
-                close_quietly(connection)
+    def work(self, connection, channel, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+        publisher = ConfirmingPublisher(connection, channel)
+        self._connected.set()
+        try:
+            while not stop.is_set():
+                batch = self._next_batch()
+                if batch:
+                    self._publish(publisher, batch)
+                else:
+                    connection.process_data_events(0)  # heartbeats
+        finally:
+            self._connected.clear()
+
+    def lost(self, error: BaseException) -> None:
+        self._fail_waiting(error)
 
     def _next_batch(self) -> list[tuple[Outgoing, Future[Outcome]]]:
         try:
@@ -143,60 +124,39 @@ class BackgroundPublisher:
                 verdict.set_exception(BrokerUnavailable(f"the broker went away: {error}"))
 
 
-class BroadcastListener:
-    def __init__(
-        self,
-        amqp_url: str,
-        name: str,
-        routing_keys: Sequence[str],
-        on_event: Callable[[Envelope], None],
-    ) -> None:
-        self.amqp_url = amqp_url
-        self.name = name
+class BroadcastListener(ReconnectingWorker):
+    def __init__(self, amqp_url: str, name: str, routing_keys: Sequence[str]) -> None:
+        super().__init__(name=name, amqp_url=amqp_url, topology=None)
+        self.after_loss = "listening again with a new queue"
         self.routing_keys = routing_keys
-        self.on_event = on_event
+        self.on_event: Callable[[Envelope], None] = lambda _envelope: None
         self._stop = threading.Event()
         self.listening = threading.Event()
 
-    def start(self) -> None:
-        threading.Thread(target=self._run, name=self.name, daemon=True).start()
+    def start(self, on_event: Callable[[Envelope], None]) -> None:
+        """Listen in the background; `on_event` is called (on that thread) for each event."""
+        self.on_event = on_event
+        self.start_in_background(self._stop)
 
     def close(self) -> None:
         self._stop.set()
 
-    def _run(self) -> None:
-        backoff = Backoff()
-        while not self._stop.is_set():
-            connection = connect_with_retry(self.amqp_url, self.name, self._stop)
-            if connection is None:
-                return
-            try:
-                channel = connection.channel()
-                channel.exchange_declare(EVENTS_EXCHANGE, exchange_type="topic", durable=True)
-                mine = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
-                for key in self.routing_keys:
-                    channel.queue_bind(mine, EVENTS_EXCHANGE, key)
-                self.listening.set()
-                backoff.reset()
-                for method, properties, body in channel.consume(
-                    mine, auto_ack=True, inactivity_timeout=0.5
-                ):
-                    if self._stop.is_set():
-                        break
-                    if method is not None:
-                        self._deliver(properties, body)
-            except CONNECTION_ERRORS as error:
-                self.listening.clear()
-                delay = backoff.next_delay()
-                log.warning(
-                    "%s lost the broker (%s); listening again in %.1f s",
-                    self.name,
-                    type(error).__name__,
-                    delay,
-                )
-                self._stop.wait(delay)
-            finally:
-                close_quietly(connection)
+    def work(self, connection, channel, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+        declare_exchanges(channel)
+        mine = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        for key in self.routing_keys:
+            channel.queue_bind(mine, EVENTS_EXCHANGE, key)
+        self.listening.set()
+        try:
+            for method, properties, body in channel.consume(
+                mine, auto_ack=True, inactivity_timeout=0.5
+            ):
+                if stop.is_set():
+                    break
+                if method is not None:
+                    self._deliver(properties, body)
+        finally:
+            self.listening.clear()
 
     def _deliver(self, properties, body) -> None:  # type: ignore[no-untyped-def]
         try:

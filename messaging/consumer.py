@@ -13,6 +13,10 @@ and the queue's delivery limit dead-letters it if it keeps failing. A database t
 down is not the message's fault: the runner keeps the message and retries until the
 database answers, so an outage does not burn the message's delivery attempts.
 
+A queue carries several message types; `Routes` gives each its handler and the model its
+body must match (a body that does not is poison), and says which types the consumer reads
+(the contract tests and docs/asyncapi.yaml are built from it).
+
 Between messages the runner prunes its queue's inbox rows older than the inbox's
 retention, a small batch at a time (messaging/retention.py).
 
@@ -28,20 +32,57 @@ from dataclasses import dataclass
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
-from sqlalchemy import Engine
+from pydantic import BaseModel
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from messaging.connection import CONNECTION_ERRORS, Backoff, close_quietly, connect_with_retry
+from messaging.connection import Backoff
 from messaging.database import make_session_factory
+from messaging.delivery import Delivery
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.inbox import InboxColumns, first_delivery
 from messaging.retention import PRUNE_BATCH_SIZE, PRUNE_INTERVAL, Pruner
-from messaging.topology import declare_topology
+from messaging.topology import Topology
+from messaging.worker import ReconnectingWorker
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Session, Envelope], None]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Messages of one type: the model their body must match, and what handles them."""
+
+    event: str
+    model: type[BaseModel]
+    handler: Handler
+
+
+class Routes:
+    """One handler per message type; a type the queue should never carry is poison.
+
+    Called as a handler, it validates the body against the route's model first (poison if
+    it does not match; the handler's own `envelope.body_as(model)` then costs nothing).
+    """
+
+    def __init__(self, *routes: Route) -> None:
+        self.by_type: Mapping[str, Route] = {route.event: route for route in routes}
+        if len(self.by_type) != len(routes):
+            raise ValueError("two routes for one message type")
+
+    @property
+    def models(self) -> dict[str, type[BaseModel]]:
+        """{message type: the model its body must match}: what this consumer reads."""
+        return {event: route.model for event, route in self.by_type.items()}
+
+    def __call__(self, session: Session, envelope: Envelope) -> None:
+        route = self.by_type.get(envelope.type)
+        if route is None:
+            raise PoisonMessage(f"no handler for message type {envelope.type!r}")
+        envelope.body_as(route.model)
+        route.handler(session, envelope)
 
 
 @dataclass
@@ -52,11 +93,11 @@ class ConsumerStats:
     requeued: int = 0
 
 
-class QueueWorker:
+class QueueWorker(ReconnectingWorker):
     """Consumes one queue with a prefetch, reconnecting whenever the broker goes away.
 
-    Subclasses say what to do with a delivery in `handle_delivery`; they must ack,
-    reject or nack it before returning.
+    Subclasses say what to do with a delivery in `handle`; they must ack, reject or
+    requeue it before returning.
     """
 
     def __init__(
@@ -65,60 +106,45 @@ class QueueWorker:
         queue: str,
         engine: Engine,
         amqp_url: str,
-        flash_sale_queue_limit: int,
+        topology: Topology | None,
         name: str | None = None,
         prefetch: int = 20,
     ) -> None:
+        super().__init__(name=name or f"consumer {queue}", amqp_url=amqp_url, topology=topology)
         self.queue = queue
-        self.amqp_url = amqp_url
-        self.flash_sale_queue_limit = flash_sale_queue_limit
-        self.name = name or f"consumer {queue}"
         self.prefetch = prefetch
+        self.after_loss = f"unacked messages return to {queue}"
         self.stats = ConsumerStats()
         self._sessions = make_session_factory(engine)
         self._stop = threading.Event()
+        self._connection: pika.BlockingConnection | None = None
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until `stop` is set; reconnect whenever the broker goes away."""
         self._stop = stop
-        backoff = Backoff()
-        while not stop.is_set():
-            connection = connect_with_retry(self.amqp_url, self.name, stop)
-            if connection is None:
-                return
-            try:
-                channel = connection.channel()
-                declare_topology(channel, self.flash_sale_queue_limit)
-                channel.basic_qos(prefetch_count=self.prefetch)
-                log.info("%s: consuming %s", self.name, self.queue)
-                backoff.reset()
-                self._consume(connection, channel)
-            except CONNECTION_ERRORS as error:
-                delay = backoff.next_delay()
-                log.warning(
-                    "%s lost the broker (%s); unacked messages return to %s; "
-                    "reconnecting in %.1f s",
-                    self.name,
-                    type(error).__name__,
-                    self.queue,
-                    delay,
-                )
-                stop.wait(delay)
-            finally:
-                close_quietly(connection)
-        log.info("%s stopped: %s", self.name, self.stats)
+        super().run(stop)
+        log.info("%s: %s", self.name, self.stats)
 
-    def _consume(self, connection: pika.BlockingConnection, channel: BlockingChannel) -> None:
+    def work(
+        self, connection: pika.BlockingConnection, channel: BlockingChannel, stop: threading.Event
+    ) -> None:
+        self._connection = connection
+        channel.basic_qos(prefetch_count=self.prefetch)
+        log.info("%s: consuming %s", self.name, self.queue)
         for method, properties, body in channel.consume(self.queue, inactivity_timeout=0.25):
-            if self._stop.is_set():
+            if stop.is_set():
                 break
             if method is not None:
-                self.handle_delivery(connection, channel, method, properties, body)
+                self.handle(Delivery.from_pika(channel, method, properties, body))
             self.between_messages()
-        # Hand back what was prefetched but not started, then close (the finally above).
+        # Hand back what was prefetched but not started; the loop closes the connection.
         channel.cancel()
 
-    def handle_delivery(self, connection, channel, method, properties, body) -> None:  # type: ignore[no-untyped-def]
+    def pause(self, seconds: float) -> None:
+        """Wait while serving the connection's heartbeats."""
+        assert self._connection is not None
+        self._connection.sleep(seconds)
+
+    def handle(self, delivery: Delivery) -> None:
         raise NotImplementedError
 
     def between_messages(self) -> None:
@@ -137,12 +163,14 @@ class ConsumerRunner(QueueWorker):
         inbox_retention_days: float = 14.0,
         prune_interval: float = PRUNE_INTERVAL,
         prune_batch_size: int = PRUNE_BATCH_SIZE,
+        after_commit: Callable[[], None] | None = None,
         **worker_options,  # type: ignore[no-untyped-def]
     ) -> None:
         super().__init__(**worker_options)
         self.handler = handler
         self.inbox_model = inbox_model
         self.max_retry_delay = max_retry_delay
+        self.after_commit = after_commit  # e.g. wake a sender that delivers what was stored
         self.pruner = Pruner.for_inbox(
             worker_options["engine"],
             inbox_model,
@@ -156,32 +184,31 @@ class ConsumerRunner(QueueWorker):
         """Forget this queue's messages handled longer ago than the inbox's retention."""
         self.pruner.prune_if_due()
 
-    def handle_delivery(self, connection, channel, method, properties, body) -> None:  # type: ignore[no-untyped-def]
-        tag = method.delivery_tag
-        extra = {"message_id": properties.message_id, "correlation_id": properties.correlation_id}
+    def handle(self, delivery: Delivery) -> None:
+        extra = delivery.log_context
         try:
-            envelope = Envelope.from_delivery(properties, body)
-            duplicate = self._handle_in_transaction(connection, envelope)
+            envelope = Envelope.from_delivery(delivery.properties, delivery.body)
+            duplicate = self._handle_in_transaction(envelope)
         except PoisonMessage as error:
             log.error("%s: poison message dead-lettered: %s", self.queue, error, extra=extra)
             self.stats.dead_lettered += 1
-            channel.basic_reject(tag, requeue=False)
+            delivery.reject()
             return
         except _GiveUp:
-            channel.basic_nack(tag, requeue=True)
+            delivery.requeue()
             return
         except Exception as error:  # a bug or a transient fault: let the delivery limit judge
-            attempts = int((properties.headers or {}).get("x-delivery-count", 0)) + 1
+            attempt = delivery.attempt
             log.exception(
                 "%s: handler failed (attempt %d): %s; requeued",
                 self.queue,
-                attempts,
+                attempt,
                 error,
                 extra=extra,
             )
             self.stats.requeued += 1
-            connection.sleep(min(0.1 * 2**attempts, self.max_retry_delay))
-            channel.basic_nack(tag, requeue=True)
+            self.pause(min(0.1 * 2**attempt, self.max_retry_delay))
+            delivery.requeue()
             return
         if duplicate:
             self.stats.duplicates += 1
@@ -189,11 +216,9 @@ class ConsumerRunner(QueueWorker):
         else:
             self.stats.handled += 1
             log.debug("%s: handled %s", self.queue, envelope.type, extra=extra)
-        channel.basic_ack(tag)
+        delivery.ack()
 
-    def _handle_in_transaction(
-        self, connection: pika.BlockingConnection, envelope: Envelope
-    ) -> bool:
+    def _handle_in_transaction(self, envelope: Envelope) -> bool:
         """Inbox + handler in one transaction; True if the message was a duplicate."""
         outage = Backoff(base=0.5, cap=10.0)
         while True:
@@ -208,6 +233,8 @@ class ConsumerRunner(QueueWorker):
                     ):
                         return True
                     self.handler(session, envelope)
+                    if self.after_commit is not None:
+                        event.listen(session, "after_commit", self._committed, once=True)
                     return False
             except (OperationalError, DBAPIError) as error:
                 if not _database_unreachable(error):
@@ -221,19 +248,11 @@ class ConsumerRunner(QueueWorker):
                     error.orig,
                     delay,
                 )
-                connection.sleep(delay)
+                self.pause(delay)
 
-
-def route_by_type(handlers: Mapping[str, Handler]) -> Handler:
-    """One handler per message type; a type the queue should never carry is poison."""
-
-    def route(session: Session, envelope: Envelope) -> None:
-        handler = handlers.get(envelope.type)
-        if handler is None:
-            raise PoisonMessage(f"no handler for message type {envelope.type!r}")
-        handler(session, envelope)
-
-    return route
+    def _committed(self, _session: Session) -> None:
+        assert self.after_commit is not None
+        self.after_commit()
 
 
 class _GiveUp(Exception):

@@ -27,6 +27,12 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def iso(moment: datetime | None) -> str | None:
+    """The instant in ISO 8601, UTC, with a Z: 2026-12-24T10:00:00Z (None stays None)."""
+    utc = as_utc(moment)
+    return None if utc is None else utc.isoformat().replace("+00:00", "Z")
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp column that stores UTC and always reads back a zone-aware UTC datetime.
 

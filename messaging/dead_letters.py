@@ -17,7 +17,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from messaging.publisher import ConfirmingPublisher, Outgoing
-from messaging.topology import QUEUES_BY_NAME
+from messaging.topology import Topology
 
 PREVIEW_CHARS = 200
 
@@ -35,15 +35,18 @@ class DeadLetter:
     body_preview: str
 
 
-def dead_letter_queue(queue: str) -> str:
-    if queue not in QUEUES_BY_NAME:
-        known = ", ".join(sorted(QUEUES_BY_NAME))
-        raise UnknownQueue(f"{queue!r} is not a work queue; the work queues are: {known}")
-    return QUEUES_BY_NAME[queue].dead_letter_queue
+def dead_letter_queue(topology: Topology, queue: str) -> str:
+    """`<queue>.dead`; UnknownQueue when `queue` is not a work queue of the topology."""
+    try:
+        return topology.queue(queue).dead_letter_queue
+    except KeyError as error:
+        raise UnknownQueue(error.args[0]) from None
 
 
-def list_dead_letters(channel: BlockingChannel, queue: str, limit: int = 100) -> list[DeadLetter]:
-    dead_queue = dead_letter_queue(queue)
+def list_dead_letters(
+    channel: BlockingChannel, topology: Topology, queue: str, limit: int = 100
+) -> list[DeadLetter]:
+    dead_queue = dead_letter_queue(topology, queue)
     letters: list[DeadLetter] = []
     last_tag = None
     while len(letters) < limit:
@@ -58,10 +61,10 @@ def list_dead_letters(channel: BlockingChannel, queue: str, limit: int = 100) ->
 
 
 def replay_dead_letters(
-    connection: pika.BlockingConnection, channel: BlockingChannel, queue: str
+    connection: pika.BlockingConnection, channel: BlockingChannel, topology: Topology, queue: str
 ) -> int:
     """Move every dead letter present now back to `queue`; returns how many moved."""
-    dead_queue = dead_letter_queue(queue)
+    dead_queue = dead_letter_queue(topology, queue)
     waiting = channel.queue_declare(dead_queue, passive=True).method.message_count
     publisher_channel = connection.channel()
     publisher = ConfirmingPublisher(connection, publisher_channel)

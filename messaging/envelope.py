@@ -35,6 +35,9 @@ class Envelope:
     body: dict[str, Any]
     timestamp: int = field(default_factory=lambda: int(time.time()))
     schema_version: int = SCHEMA_VERSION
+    # Bodies already validated, by model: the consumer's router validates once, and the
+    # handler's own body_as() of the same model takes the result from here.
+    _validated: dict[type, BaseModel] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def new(
@@ -66,8 +69,12 @@ class Envelope:
 
     def body_as(self, model: type[Body]) -> Body:
         """The body validated as `model`; a schema violation is poison (it can never succeed)."""
+        known = self._validated.get(model)
+        if known is not None:
+            return known  # type: ignore[return-value]
         try:
-            return model.model_validate(self.body)
+            validated = self._validated[model] = model.model_validate(self.body)
+            return validated
         except ValidationError as error:
             problems = "; ".join(
                 f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"

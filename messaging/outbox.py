@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from messaging.database import UtcDateTime
 from messaging.envelope import Envelope
+from messaging.events import Event
 
 
 def utcnow() -> datetime:
@@ -81,6 +82,10 @@ class Outbox:
             )
         )
         return envelope
+
+    def add_event(self, session: Session, event: Event, *, correlation_id: str) -> Envelope:
+        """A typed event (messaging/events.py) into the outbox, in the caller's transaction."""
+        return self.add(session, event.TYPE, event.body(), correlation_id=correlation_id)
 
     def backlog(self, session: Session) -> int:
         """How many events wait to be published."""

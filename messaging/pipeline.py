@@ -38,7 +38,7 @@ from messaging.connection import (
     open_connection,
 )
 from messaging.management import TIMEOUT_SECONDS, ManagementApi, ManagementError, first_url
-from messaging.topology import WORK_QUEUES
+from messaging.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +64,20 @@ class QueueStatus:
         return asdict(self)
 
 
-def queue_names() -> list[tuple[str, bool]]:
+def queue_names(topology: Topology) -> list[tuple[str, bool]]:
     """(name, is dead-letter queue) of every queue to report, each work queue before its DLQ."""
     names: list[tuple[str, bool]] = []
-    for queue in WORK_QUEUES:
+    for queue in topology.queues:
         names += [(queue.name, False), (queue.dead_letter_queue, True)]
     return names
 
 
 def read_queues(
-    amqp_url: str, management: str | None = None, *, timeout: float = TIMEOUT_SECONDS
+    amqp_url: str,
+    topology: Topology,
+    management: str | None = None,
+    *,
+    timeout: float = TIMEOUT_SECONDS,
 ) -> list[QueueStatus]:
     """Every work and dead-letter queue; raises BrokerUnavailable if nothing answers."""
     try:
@@ -81,13 +85,14 @@ def read_queues(
     except ManagementError as error:
         log.debug("management API unavailable (%s); asking over AMQP", error)
         stats = {}
-    unknown = [name for name, _ in queue_names() if stats.get(name, {}).get("ready") is None]
+    names = queue_names(topology)
+    unknown = [name for name, _ in names if stats.get(name, {}).get("ready") is None]
     if unknown:  # no management API, or no statistics yet for a queue declared a moment ago
-        live = amqp_stats(amqp_url, timeout=timeout)
+        live = amqp_stats(amqp_url, unknown, timeout=timeout)
         stats.update({name: live[name] for name in unknown if name in live})
     return [
         QueueStatus(name=name, dead=dead, **stats.get(name, dict.fromkeys(STAT_FIELDS)))
-        for name, dead in queue_names()
+        for name, dead in names
     ]
 
 
@@ -119,7 +124,7 @@ def management_stats(
 
 
 def amqp_stats(
-    amqp_url: str, *, timeout: float = TIMEOUT_SECONDS
+    amqp_url: str, queues: list[str], *, timeout: float = TIMEOUT_SECONDS
 ) -> dict[str, dict[str, int | None]]:
     """{queue: {ready, unacked: None, consumers}} by passive queue.declare; raises
     BrokerUnavailable. A queue that does not exist is left out."""
@@ -127,7 +132,7 @@ def amqp_stats(
     try:
         channel = connection.channel()
         stats: dict[str, dict[str, int | None]] = {}
-        for name, _dead in queue_names():
+        for name in queues:
             try:
                 declared = channel.queue_declare(name, passive=True).method
             except pika.exceptions.ChannelClosedByBroker:  # 404: not declared (yet)

@@ -21,7 +21,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from messaging.envelope import Envelope
-from messaging.topology import EVENTS_EXCHANGE, is_broadcast
+from messaging.topology import EVENTS_EXCHANGE
 
 
 class PublishFailed(RuntimeError):
@@ -47,14 +47,15 @@ class Outgoing:
     mandatory: bool = True  # a message no queue takes is an error, not silence
 
     @classmethod
-    def event(cls, envelope: Envelope) -> Outgoing:
-        """A domain event for `shop.events`, routed by its type."""
+    def event(cls, envelope: Envelope, *, broadcast: bool = False) -> Outgoing:
+        """A domain event for `shop.events`, routed by its type. A broadcast is published
+        without `mandatory`: nobody listening is normal for it (messaging/topology.py)."""
         return cls(
             EVENTS_EXCHANGE,
             envelope.type,
             envelope.encoded_body(),
             envelope.properties(),
-            mandatory=not is_broadcast(envelope.type),
+            mandatory=not broadcast,
         )
 
     @classmethod

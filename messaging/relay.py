@@ -43,7 +43,7 @@ from sqlalchemy import Engine, Select, any_, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from messaging.connection import CONNECTION_ERRORS, Backoff, close_quietly, connect_with_retry
+from messaging.connection import CONNECTION_ERRORS, Backoff
 from messaging.database import (
     make_read_session_factory,
     make_session_factory,
@@ -52,7 +52,8 @@ from messaging.database import (
 from messaging.outbox import OutboxColumns, utcnow
 from messaging.publisher import ConfirmingPublisher, Outcome, Outgoing, PublishFailed
 from messaging.retention import PRUNE_BATCH_SIZE, PRUNE_INTERVAL, Pruner
-from messaging.topology import declare_topology
+from messaging.topology import Topology
+from messaging.worker import ReconnectingWorker
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,18 @@ class BatchResult:
     refused: int
 
 
-class OutboxRelay:
+class OutboxRelay(ReconnectingWorker):
+    # A database that is locked, restarting or unreachable passes too: the relay tries again.
+    recoverable = (*CONNECTION_ERRORS, PublishFailed, DBAPIError)
+    after_loss = "unsent rows stay in the outbox"
+
     def __init__(
         self,
         *,
         engine: Engine,
         model: type[OutboxColumns],
         amqp_url: str,
-        flash_sale_queue_limit: int,
+        topology: Topology,
         name: str = "outbox-relay",
         batch_size: int = 500,
         poll_interval: float = 0.02,
@@ -79,10 +84,8 @@ class OutboxRelay:
         prune_interval: float = PRUNE_INTERVAL,
         prune_batch_size: int = PRUNE_BATCH_SIZE,
     ) -> None:
+        super().__init__(name=name, amqp_url=amqp_url, topology=topology)
         self.model = model
-        self.amqp_url = amqp_url
-        self.flash_sale_queue_limit = flash_sale_queue_limit
-        self.name = name
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self._sessions: sessionmaker[Session] = make_session_factory(engine)
@@ -97,53 +100,25 @@ class OutboxRelay:
             batch_size=prune_batch_size,
         )
 
-    def run(self, stop: threading.Event) -> None:
-        """Relay until `stop` is set, reconnecting whenever the broker goes away."""
-        backoff = Backoff()
+    def describe(self, error: BaseException) -> str:
+        if isinstance(error, DBAPIError):
+            return f"cannot use its database ({error.orig})"
+        return super().describe(error)
+
+    def work(self, connection, channel, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+        publisher = ConfirmingPublisher(connection, channel)
+        log.info("%s connected; publishing the outbox", self.name)
+        refused = Backoff(base=0.5, cap=30.0)
         while not stop.is_set():
-            connection = connect_with_retry(self.amqp_url, self.name, stop)
-            if connection is None:
-                return
-            try:
-                channel = connection.channel()
-                declare_topology(channel, self.flash_sale_queue_limit)
-                publisher = ConfirmingPublisher(connection, channel)
-                log.info("%s connected; publishing the outbox", self.name)
-                backoff.reset()
-                refused = Backoff(base=0.5, cap=30.0)
-                while not stop.is_set():
-                    batch = self.relay_once(publisher)
-                    if batch.refused and batch.refused == batch.claimed:
-                        # The broker refused everything (nacks, unroutable): wait before
-                        # trying again. A batch that got partly through goes on at once.
-                        _sleep(connection, stop, refused.next_delay())
-                        continue
-                    refused.reset()
-                    if batch.claimed < self.batch_size:
-                        connection.sleep(self.poll_interval)
-            except (*CONNECTION_ERRORS, PublishFailed) as error:
-                delay = backoff.next_delay()
-                log.warning(
-                    "%s lost the broker (%s: %s); unsent rows stay in the outbox; "
-                    "reconnecting in %.1f s",
-                    self.name,
-                    type(error).__name__,
-                    error,
-                    delay,
-                )
-                stop.wait(delay)
-            except DBAPIError as error:  # locked, restarting, unreachable: it will pass
-                delay = backoff.next_delay()
-                log.warning(
-                    "%s cannot use its database (%s); retrying in %.1f s",
-                    self.name,
-                    error.orig,
-                    delay,
-                )
-                stop.wait(delay)
-            finally:
-                close_quietly(connection)
-        log.info("%s stopped", self.name)
+            batch = self.relay_once(publisher)
+            if batch.refused and batch.refused == batch.claimed:
+                # The broker refused everything (nacks, unroutable): wait before trying
+                # again. A batch that got partly through goes on at once.
+                _sleep(connection, stop, refused.next_delay())
+                continue
+            refused.reset()
+            if batch.claimed < self.batch_size:
+                connection.sleep(self.poll_interval)
 
     def relay_once(self, publisher: ConfirmingPublisher) -> BatchResult:
         """Publish one batch: claim (commit), publish and wait for the confirms, record.
@@ -155,7 +130,7 @@ class OutboxRelay:
         result = BatchResult(0, 0)
         if rows:
             try:
-                outcomes = publisher.publish_batch(_outgoing(rows))
+                outcomes = publisher.publish_batch(self._outgoing(rows))
             except Exception:
                 self._release(rows)  # the broker went away: the next claim starts with them
                 raise
@@ -217,6 +192,13 @@ class OutboxRelay:
                     )
         return BatchResult(claimed=len(rows), refused=len(rows) - len(confirmed))
 
+    def _outgoing(self, rows: Sequence[OutboxColumns]) -> list[Outgoing]:
+        assert self.topology is not None
+        broadcast = self.topology.is_broadcast
+        return [
+            Outgoing.event(row.to_envelope(), broadcast=broadcast(row.event_type)) for row in rows
+        ]
+
     def _claimable(self, query: Select, now: datetime) -> Select:  # type: ignore[type-arg]
         model = self.model
         lease_free = model.claimed_until.is_(None) | (model.claimed_until < now)
@@ -249,7 +231,3 @@ def _sleep(connection, stop: threading.Event, seconds: float) -> None:  # type: 
     deadline = time.monotonic() + seconds
     while not stop.is_set() and time.monotonic() < deadline:
         connection.sleep(min(0.2, deadline - time.monotonic()))
-
-
-def _outgoing(rows: Sequence[OutboxColumns]) -> list[Outgoing]:
-    return [Outgoing.event(row.to_envelope()) for row in rows]

@@ -35,6 +35,7 @@ from messaging.connection import (
     open_connection,
 )
 from messaging.consumer import QueueWorker
+from messaging.delivery import Delivery
 from messaging.envelope import CONTENT_TYPE, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -153,23 +154,23 @@ class RpcServer(QueueWorker):
         super().__init__(**worker_options)
         self.handlers = handlers
 
-    def handle_delivery(self, connection, channel, method, properties, body) -> None:  # type: ignore[no-untyped-def]
-        extra = {"correlation_id": properties.correlation_id, "message_id": properties.message_id}
+    def handle(self, delivery: Delivery) -> None:
+        properties, extra = delivery.properties, delivery.log_context
         if not properties.reply_to or not properties.correlation_id:
             log.error(
                 "%s: request without reply_to/correlation_id dead-lettered", self.queue, extra=extra
             )
             self.stats.dead_lettered += 1
-            channel.basic_reject(method.delivery_tag, requeue=False)
+            delivery.reject()
             return
         if _expired(properties):
             # The caller gave up already; acting now (say, reserving a coupon) would only
             # leave a reservation nobody waits for.
             log.warning("%s: stale %s request dropped", self.queue, properties.type, extra=extra)
-            channel.basic_ack(method.delivery_tag)
+            delivery.ack()
             return
-        reply = self.answer(properties.type, body, extra)
-        channel.basic_publish(
+        reply = self.answer(properties.type, delivery.body, extra)
+        delivery.channel.basic_publish(
             exchange="",
             routing_key=properties.reply_to,
             body=json.dumps(reply).encode(),
@@ -179,11 +180,11 @@ class RpcServer(QueueWorker):
                 timestamp=int(time.time()),
             ),
         )
-        channel.basic_ack(method.delivery_tag)
+        delivery.ack()
         self.stats.handled += 1
 
     def answer(
-        self, request_type: str | None, body: bytes, extra: dict[str, Any]
+        self, request_type: str | None, body: bytes, extra: dict[str, str | None]
     ) -> dict[str, Any]:
         handler = self.handlers.get(request_type or "")
         if handler is None:
@@ -201,7 +202,7 @@ class RpcServer(QueueWorker):
         except RpcError as error:
             return {"ok": False, "error": error.message, **error.details}
         except IntegrityError:  # a concurrent request created the same thing a moment ago
-            return {"ok": False, "error": "it exists already", "status": 409}
+            return {"ok": False, "error": "it exists already", "refused": "exists"}
         except DBAPIError:
             log.exception("%s: database error answering %s", self.queue, request_type, extra=extra)
             return {"ok": False, "error": "the service's database is unavailable", "retry": True}

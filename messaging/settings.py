@@ -1,10 +1,29 @@
-"""One frozen settings object, read once from the environment (CONTRACT.md's variables)."""
+"""Settings, read once from the environment (CONTRACT.md's variables).
+
+`ServiceSettings` holds what every service process is configured with: its own database,
+the broker, and how long its outbox and inbox keep their rows. Each service subclasses it
+with its own fields and names its database variable, so a service's settings live in its
+own package (order_service/settings.py, ...) and messaging/ knows none of them:
+
+    @dataclass(frozen=True)
+    class CouponSettings(ServiceSettings):
+        DATABASE_VARIABLE: ClassVar[str] = "COUPON_DATABASE_URL"
+        database_url: str = "sqlite:///var/coupons.db"
+        reservation_ttl: float = 900.0
+
+        @classmethod
+        def own_settings(cls, env: EnvReader) -> dict[str, object]:
+            return {"reservation_ttl": env.positive_number("COUPON_RESERVATION_TTL_SECONDS", 900.0)}
+
+A bad value is a `SettingsError` naming the variable, raised before anything starts.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar, Self
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
@@ -14,84 +33,83 @@ class SettingsError(ValueError):
     """An environment variable holds a value the shop cannot use."""
 
 
+class EnvReader:
+    """Reads typed values from an environment; an empty variable counts as unset."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def text(self, name: str, default: str) -> str:
+        return self.environ.get(name) or default
+
+    def optional_text(self, name: str) -> str | None:
+        return self.environ.get(name) or None
+
+    def positive_int(self, name: str, default: int) -> int:
+        raw = self.environ.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if value <= 0:
+            raise SettingsError(f"{name} must be greater than 0, got {value}")
+        return value
+
+    def positive_number(self, name: str, default: float) -> float:
+        raw = self.environ.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if not value > 0 or value == float("inf"):
+            raise SettingsError(f"{name} must be a number greater than 0, got {raw!r}")
+        return value
+
+
 @dataclass(frozen=True)
-class Settings:
+class ServiceSettings:
+    """What every service process is configured with (a service adds its own fields)."""
+
+    DATABASE_VARIABLE: ClassVar[str] = ""  # e.g. "ORDER_DATABASE_URL"
+
+    database_url: str = ""
     amqp_url: str = DEFAULT_AMQP_URL
-    order_database_url: str = "sqlite:///var/orders.db"
-    inventory_database_url: str = "sqlite:///var/inventory.db"
-    coupon_database_url: str = "sqlite:///var/coupons.db"
-    notification_database_url: str = "sqlite:///var/notifications.db"
-    http_host: str = "127.0.0.1"
-    http_port: int = 8000
-    admin_token: str | None = None
-    flash_sale_queue_limit: int = 1000
-    sms_gateway_url: str | None = None
     rabbitmq_management_url: str | None = None  # default: http://<AMQP host>:15672
-    coupon_reservation_ttl: float = 900.0  # seconds a coupon waits for its order.created
     outbox_retention_days: float = 7.0  # sent outbox rows are pruned after this
     inbox_retention_days: float = 14.0  # handled inbox rows are pruned after this
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        env = EnvReader(os.environ if environ is None else environ)
         defaults = cls()
         return cls(
-            amqp_url=env.get("AMQP_URL", defaults.amqp_url),
-            order_database_url=env.get("ORDER_DATABASE_URL", defaults.order_database_url),
-            inventory_database_url=env.get(
-                "INVENTORY_DATABASE_URL", defaults.inventory_database_url
+            database_url=env.text(cls.DATABASE_VARIABLE, defaults.database_url),
+            amqp_url=env.text("AMQP_URL", defaults.amqp_url),
+            rabbitmq_management_url=env.optional_text("RABBITMQ_MANAGEMENT_URL"),
+            outbox_retention_days=env.positive_number(
+                "OUTBOX_RETENTION_DAYS", defaults.outbox_retention_days
             ),
-            coupon_database_url=env.get("COUPON_DATABASE_URL", defaults.coupon_database_url),
-            notification_database_url=env.get(
-                "NOTIFICATION_DATABASE_URL", defaults.notification_database_url
+            inbox_retention_days=env.positive_number(
+                "INBOX_RETENTION_DAYS", defaults.inbox_retention_days
             ),
-            http_host=env.get("SHOP_HTTP_HOST", defaults.http_host),
-            http_port=_positive_int(env, "SHOP_HTTP_PORT", defaults.http_port),
-            admin_token=env.get("SHOP_ADMIN_TOKEN") or None,
-            flash_sale_queue_limit=_positive_int(
-                env, "FLASH_SALE_QUEUE_LIMIT", defaults.flash_sale_queue_limit
-            ),
-            sms_gateway_url=env.get("SMS_GATEWAY_URL") or None,
-            rabbitmq_management_url=env.get("RABBITMQ_MANAGEMENT_URL") or None,
-            coupon_reservation_ttl=_positive_number(
-                env, "COUPON_RESERVATION_TTL_SECONDS", defaults.coupon_reservation_ttl
-            ),
-            outbox_retention_days=_positive_number(
-                env, "OUTBOX_RETENTION_DAYS", defaults.outbox_retention_days
-            ),
-            inbox_retention_days=_positive_number(
-                env, "INBOX_RETENTION_DAYS", defaults.inbox_retention_days
-            ),
+            **cls.own_settings(env),
         )
 
-    def with_changes(self, **changes: object) -> Settings:
+    @classmethod
+    def own_settings(cls, env: EnvReader) -> dict[str, object]:
+        """The service's own fields, read from `env` (none here)."""
+        return {}
+
+    def with_changes(self, **changes: object) -> Self:
+        known = {field.name for field in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no setting {', '.join(unknown)}")
         return replace(self, **changes)
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be greater than 0, got {value}")
-    return value
-
-
-def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise SettingsError(f"{name} must be a number greater than 0, got {raw!r}")
-    return value
 
 
 def redact_url(url: str) -> str:

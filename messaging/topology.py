@@ -1,101 +1,102 @@
-"""The whole AMQP topology of CONTRACT.md, as one table, declared idempotently by every process.
+"""Exchanges, queues and bindings: how a topology is described and declared.
 
-Every work queue is a durable quorum queue that dead-letters into `<name>.dead` through
-the direct exchange `shop.dead-letter`, and has a delivery limit so that a message that
-keeps failing stops bouncing and waits in its dead-letter queue for `shop dlq replay`.
+messaging/ knows no service: each service says which work queues it owns (its catalog
+entry), and the composition root (shop/catalog.py) puts them together into the shop's one
+`Topology`, which every process declares idempotently when it connects.
+
+Two exchanges carry everything: `shop.events` (topic; every domain event, routing key =
+event name) and `shop.dead-letter` (direct). Every work queue is a durable quorum queue
+that dead-letters into `<name>.dead` through `shop.dead-letter`, and has a delivery limit,
+so that a message that keeps failing stops bouncing and waits in its dead-letter queue for
+`shop dlq replay`. A bounded queue (`max_length`) refuses publishes beyond its limit
+(`x-overflow: reject-publish`), which its publisher learns through a nack.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from pika.adapters.blocking_connection import BlockingChannel
 
 EVENTS_EXCHANGE = "shop.events"
 DEAD_LETTER_EXCHANGE = "shop.dead-letter"
 DELIVERY_LIMIT = 10
-FLASH_SALE_QUEUE = "flash-sale.requests"
-COUPONS_RPC_QUEUE = "coupons.rpc"
 
 
 @dataclass(frozen=True)
 class WorkQueue:
     name: str
-    owner: str
-    bindings: tuple[str, ...] = ()
-    bounded: bool = False  # x-max-length with reject-publish (the flash-sale gate)
+    bindings: tuple[str, ...] = ()  # routing keys on shop.events; none: the default exchange
+    max_length: int | None = None  # bounded: x-max-length with reject-publish
+    owner: str = ""  # the service that consumes it (filled in by the catalog)
 
     @property
     def dead_letter_queue(self) -> str:
         return f"{self.name}.dead"
 
-
-WORK_QUEUES: tuple[WorkQueue, ...] = (
-    WorkQueue(
-        "inventory.orders",
-        "inventory",
-        (
-            "order.created",
-            "product.created",
-            "product.stock_set",
-            "flash_sale.created",
-            "flash_sale.ended",
-        ),
-    ),
-    WorkQueue(
-        "orders.inventory",
-        "order",
-        ("inventory.reserved", "inventory.rejected", "inventory.allocated"),
-    ),
-    WorkQueue(
-        "orders.read-model", "order", ("inventory.stock_changed", "coupon.#", "notification.#")
-    ),
-    WorkQueue("coupons.orders", "coupon", ("order.created", "order.confirmed", "order.rejected")),
-    WorkQueue(
-        "notifications.sms", "notification", ("order.confirmed", "order.rejected", "coupon.issued")
-    ),
-    WorkQueue(COUPONS_RPC_QUEUE, "coupon"),
-    WorkQueue(FLASH_SALE_QUEUE, "order", bounded=True),
-)
-
-QUEUES_BY_NAME = {queue.name: queue for queue in WORK_QUEUES}
-
-# Web processes bind an exclusive queue to every flash-sale event, as a hint for their
-# in-memory caches. `flash_sale.sold_out` is a broadcast only those queues hear: nobody
-# listening is normal, so the relay publishes it without `mandatory` (every other event,
-# `flash_sale.created` and `flash_sale.ended` among them, must reach a durable queue).
-BROADCAST_BINDING = "flash_sale.#"
-BROADCAST_EVENTS = frozenset({"flash_sale.sold_out"})
+    def arguments(self) -> dict[str, object]:
+        arguments: dict[str, object] = {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            "x-dead-letter-routing-key": self.name,
+            "x-delivery-limit": DELIVERY_LIMIT,
+        }
+        if self.max_length is not None:
+            arguments["x-max-length"] = self.max_length
+            arguments["x-overflow"] = "reject-publish"
+        return arguments
 
 
-def is_broadcast(event_type: str) -> bool:
-    return event_type in BROADCAST_EVENTS
+@dataclass(frozen=True)
+class Topology:
+    """The work queues of the whole shop, and the events nobody needs to hear.
+
+    `broadcasts` are events (such as `flash_sale.sold_out`) meant only for the web
+    processes' exclusive queues: nobody listening is normal, so they are published without
+    `mandatory`. Every other event must reach a durable queue, or it is an error.
+    """
+
+    queues: tuple[WorkQueue, ...]
+    broadcasts: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        names = [queue.name for queue in self.queues]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"two services declare the queue(s) {', '.join(duplicated)}")
+
+    def queue(self, name: str) -> WorkQueue:
+        for queue in self.queues:
+            if queue.name == name:
+                return queue
+        known = ", ".join(sorted(queue.name for queue in self.queues))
+        raise KeyError(f"{name!r} is not a work queue; the work queues are: {known}")
+
+    def is_broadcast(self, event_type: str) -> bool:
+        return event_type in self.broadcasts
+
+    def queues_of(self, owner: str) -> tuple[WorkQueue, ...]:
+        return tuple(queue for queue in self.queues if queue.owner == owner)
+
+    def declare(self, channel: BlockingChannel) -> None:
+        """Declare every exchange, queue and binding; safe to call from every process."""
+        declare_exchanges(channel)
+        declare_queues(channel, self.queues)
 
 
-def queue_arguments(queue: WorkQueue, flash_sale_queue_limit: int) -> dict[str, object]:
-    arguments: dict[str, object] = {
-        "x-queue-type": "quorum",
-        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-        "x-dead-letter-routing-key": queue.name,
-        "x-delivery-limit": DELIVERY_LIMIT,
-    }
-    if queue.bounded:
-        arguments["x-max-length"] = flash_sale_queue_limit
-        arguments["x-overflow"] = "reject-publish"
-    return arguments
-
-
-def declare_topology(channel: BlockingChannel, flash_sale_queue_limit: int) -> None:
-    """Declare every exchange, queue and binding; safe to call from every process."""
+def declare_exchanges(channel: BlockingChannel) -> None:
     channel.exchange_declare(EVENTS_EXCHANGE, exchange_type="topic", durable=True)
     channel.exchange_declare(DEAD_LETTER_EXCHANGE, exchange_type="direct", durable=True)
-    for queue in WORK_QUEUES:
+
+
+def declare_queues(channel: BlockingChannel, queues: Iterable[WorkQueue]) -> None:
+    """Each queue, its dead-letter queue and its bindings (the exchanges must exist)."""
+    for queue in queues:
         channel.queue_declare(
             queue.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
         )
         channel.queue_bind(queue.dead_letter_queue, DEAD_LETTER_EXCHANGE, queue.name)
-        channel.queue_declare(
-            queue.name, durable=True, arguments=queue_arguments(queue, flash_sale_queue_limit)
-        )
+        channel.queue_declare(queue.name, durable=True, arguments=queue.arguments())
         for routing_key in queue.bindings:
             channel.queue_bind(queue.name, EVENTS_EXCHANGE, routing_key)

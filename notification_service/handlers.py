@@ -3,26 +3,24 @@
 
 The handler runs in the consumer's transaction with the inbox row, so it does no I/O:
 the SMS row is unique per event and commits with the inbox row, and a redelivered event
-finds both and records nothing. The sender (sender.py) delivers the row after the commit
-and announces `notification.sms_sent` (or `notification.sms_failed`) once it is settled.
+finds both and records nothing. The consumer wakes the sender (sender.py) after each
+commit; it delivers the row and announces `notification.sms_sent` (or
+`notification.sms_failed`) once it is settled.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 
-from pydantic import BaseModel
-from sqlalchemy import event, select
+from pydantic import BaseModel, model_validator
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from messaging.consumer import Route, Routes
 from messaging.envelope import Envelope, PoisonMessage
-from messaging.outbox import Outbox, utcnow
-from notification_service.models import PENDING, NotificationOutbox, Sms
+from messaging.outbox import utcnow
+from notification_service.models import PENDING, Sms
 from notification_service.templates import TEMPLATES
-
-SERVICE = "notification_service"
-outbox = Outbox(NotificationOutbox, app_id=SERVICE)
 
 
 class Customer(BaseModel):
@@ -30,27 +28,28 @@ class Customer(BaseModel):
 
 
 class OrderOutcome(BaseModel):
+    """What an order's SMS needs of `order.confirmed` / `order.rejected` (templates.py)."""
+
     order_id: str
     customer: Customer
+    total_cents: int = 0
+    reason: str | None = None
 
 
 class CouponIssued(BaseModel):
+    """What a reward coupon's SMS needs of `coupon.issued`."""
+
     order_id: str | None = None
     customer_phone: str
     code: str
+    percent_off: int | None = None
+    amount_off_cents: int | None = None
 
-
-def make_handler(
-    on_recorded: Callable[[], None] | None = None,
-) -> Callable[[Session, Envelope], None]:
-    """The consumer's handler; `on_recorded` runs after a commit that stored an SMS (it
-    wakes the sender, which would otherwise find the SMS at its next look)."""
-
-    def handle(session: Session, envelope: Envelope) -> None:
-        if record_sms(session, envelope) and on_recorded is not None:
-            event.listen(session, "after_commit", lambda _session: on_recorded(), once=True)
-
-    return handle
+    @model_validator(mode="after")
+    def says_what_it_takes_off(self) -> CouponIssued:
+        if self.percent_off is None and self.amount_off_cents is None:
+            raise ValueError("the SMS needs the amount or the percentage it takes off")
+        return self
 
 
 def record_sms(session: Session, envelope: Envelope) -> bool:
@@ -86,3 +85,10 @@ def record_sms(session: Session, envelope: Envelope) -> bool:
         )
     )
     return True
+
+
+ROUTES = Routes(
+    Route("order.confirmed", OrderOutcome, record_sms),
+    Route("order.rejected", OrderOutcome, record_sms),
+    Route("coupon.issued", CouponIssued, record_sms),
+)

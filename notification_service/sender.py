@@ -42,8 +42,8 @@ from messaging.database import (
     supports_skip_locked,
 )
 from messaging.outbox import utcnow
+from notification_service.events import SmsFailed, SmsSent, outbox
 from notification_service.gateway import SmsGateway, SmsRefused
-from notification_service.handlers import outbox
 from notification_service.models import FAILED, PENDING, SENT, Sms
 
 log = logging.getLogger(__name__)
@@ -210,10 +210,9 @@ class SmsSender:
 
     def _record_sent(self, session: Session, delivery: Delivery, now: datetime) -> None:
         if _settle(session, delivery, status=SENT, sent_at=now, last_error=None):
-            outbox.add(
+            outbox.add_event(
                 session,
-                "notification.sms_sent",
-                _about(delivery),
+                SmsSent(**_about(delivery)),
                 correlation_id=delivery.order_id or delivery.id,
             )
 
@@ -227,10 +226,9 @@ class SmsSender:
             attempts=delivery.attempts + 1,
             last_error=attempt.error,
         ):
-            outbox.add(
+            outbox.add_event(
                 session,
-                "notification.sms_failed",
-                {**_about(delivery), "error": attempt.error},
+                SmsFailed(**_about(delivery), error=attempt.error or "refused"),
                 correlation_id=delivery.order_id or delivery.id,
             )
 
@@ -273,7 +271,7 @@ def _settle(session: Session, delivery: Delivery, **values: object) -> bool:
     return changed.rowcount == 1
 
 
-def _about(delivery: Delivery) -> dict[str, object]:
+def _about(delivery: Delivery) -> dict[str, str | None]:
     return {
         "order_id": delivery.order_id,
         "event": delivery.event,

@@ -29,14 +29,12 @@ from sqlalchemy.orm import Session
 from messaging.database import make_read_session_factory, make_session_factory
 from messaging.envelope import Envelope
 from messaging.outbox import utcnow
-from order_service.handlers import outbox
+from order_service.events import FlashSaleEnded, flash_sale_created, outbox
 from order_service.models import FlashSale
-from order_service.views import iso
 
 log = logging.getLogger(__name__)
 
-CREATED = "flash_sale.created"
-ENDED = "flash_sale.ended"
+ENDED = FlashSaleEnded.TYPE
 ALLOCATED = "inventory.allocated"
 
 
@@ -48,18 +46,7 @@ class Allocated(BaseModel):
 def announce(session: Session, sale: FlashSale) -> None:
     """Ask the inventory to set the sale's units aside (in the caller's transaction)."""
     session.flush()
-    outbox.add(
-        session,
-        CREATED,
-        {
-            "sale_id": sale.id,
-            "sku": sale.sku,
-            "quota": sale.requested_quota,
-            "starts_at": iso(sale.starts_at),
-            "ends_at": iso(sale.ends_at),
-        },
-        correlation_id=sale.id,
-    )
+    outbox.add_event(session, flash_sale_created(sale), correlation_id=sale.id)
 
 
 def on_inventory_allocated(session: Session, envelope: Envelope) -> None:
@@ -88,10 +75,9 @@ def close(session: Session, sale: FlashSale, reason: str) -> None:
     if sale.closed_at is not None:
         return
     sale.closed_at, sale.allocation = utcnow(), "released"
-    outbox.add(
+    outbox.add_event(
         session,
-        ENDED,
-        {"sale_id": sale.id, "sku": sale.sku, "sold": sale.sold, "reason": reason},
+        FlashSaleEnded(sale_id=sale.id, sku=sale.sku, sold=sale.sold, reason=reason),
         correlation_id=sale.id,
     )
 
@@ -145,6 +131,3 @@ class SaleCloser:
             closed = close_ended_sales(session, now)
         log.info("%s: %d flash sale(s) ended", self.name, closed)
         return closed
-
-
-HANDLERS = {ALLOCATED: on_inventory_allocated}

@@ -1,39 +1,18 @@
 """Every process of the shop: what `shop up` starts and `shop run NAME` runs.
 
-The web app runs under gunicorn; every other process is `python -m shop run NAME`, which
-looks NAME up in RUNNABLES below.
+The web app runs under gunicorn (shop/web.py: the order service's app and the shop's
+operations pages); every service of the catalog is `python -m shop run NAME`, which runs
+its workers as threads (messaging/service.py).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from coupon_service import main as coupon_main
-from inventory_service import main as inventory_main
-from messaging.settings import Settings
-from notification_service import main as notification_main
-from order_service import main as order_main
-
-Runnable = Callable[[Settings, threading.Event], None]
-
-RUNNABLES: dict[str, tuple[str, Runnable]] = {
-    # name: (service, function); each runs its relay and consumers as threads
-    "order": ("order_service", order_main.run),
-    "inventory": ("inventory_service", inventory_main.run),
-    "coupon": ("coupon_service", coupon_main.run),
-    "notification": ("notification_service", notification_main.run),
-}
-
-# Each service's database variable, and its migration environment.
-SERVICE_DATABASES: dict[str, Callable[[Settings], str]] = {
-    "order_service": lambda settings: settings.order_database_url,
-    "inventory_service": lambda settings: settings.inventory_database_url,
-    "coupon_service": lambda settings: settings.coupon_database_url,
-    "notification_service": lambda settings: settings.notification_database_url,
-}
+from messaging.service import run_service
+from shop.catalog import CATALOG, ShopSettings
 
 WEB_WORKERS = 2
 WEB_THREADS = 8
@@ -45,7 +24,14 @@ class ProcessSpec:
     argv: list[str]
 
 
-def process_specs(settings: Settings) -> list[ProcessSpec]:
+def run(name: str, settings: ShopSettings, stop: threading.Event) -> None:
+    """`shop run NAME`: the service's workers until `stop`."""
+    service = CATALOG.get(name)
+    run_service(service, settings.of(name), CATALOG.topology(settings), stop)
+
+
+def process_specs(settings: ShopSettings) -> list[ProcessSpec]:
+    order = settings.of("order")
     web = ProcessSpec(
         "web",
         [
@@ -53,7 +39,7 @@ def process_specs(settings: Settings) -> list[ProcessSpec]:
             "-m",
             "gunicorn",
             "--bind",
-            f"{settings.http_host}:{settings.http_port}",
+            f"{order.http_host}:{order.http_port}",  # type: ignore[attr-defined]
             "--workers",
             str(WEB_WORKERS),
             "--worker-class",
@@ -67,8 +53,10 @@ def process_specs(settings: Settings) -> list[ProcessSpec]:
             "--graceful-timeout",
             "10",
             "--no-control-socket",  # one fixed socket path per user: two shops would clash
-            "order_service.app:create_app()",
+            "shop.web:create_app()",
         ],
     )
-    others = [ProcessSpec(name, [sys.executable, "-m", "shop", "run", name]) for name in RUNNABLES]
+    others = [
+        ProcessSpec(name, [sys.executable, "-m", "shop", "run", name]) for name in CATALOG.names
+    ]
     return [web, *others]

@@ -16,14 +16,14 @@ from sqlalchemy import text
 
 from messaging.connection import close_quietly, open_connection
 from messaging.pipeline import read_only_engine
-from messaging.topology import WORK_QUEUES
+from shop.catalog import CATALOG
 
+# {a service's database variable: its outbox table}, from the catalog.
 OUTBOXES = {
-    "ORDER_DATABASE_URL": "order_outbox",
-    "INVENTORY_DATABASE_URL": "inventory_outbox",
-    "COUPON_DATABASE_URL": "coupon_outbox",
-    "NOTIFICATION_DATABASE_URL": "notification_outbox",
+    service.settings.DATABASE_VARIABLE: service.outbox.__tablename__  # type: ignore[attr-defined]
+    for service in CATALOG
 }
+WORK_QUEUES = CATALOG.topology().queues
 OUTCOMES = ("order.confirmed", "order.rejected")
 
 

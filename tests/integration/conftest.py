@@ -2,7 +2,7 @@
 
 import pytest
 
-from order_service.app import create_app
+from shop.web import create_app
 
 
 @pytest.fixture

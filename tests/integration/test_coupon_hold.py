@@ -8,7 +8,7 @@ import pytest
 
 from coupon_service.models import Coupon
 from messaging.database import make_engine, make_session_factory
-from order_service.coupons import CouponDesk
+from order_service.coupon_client import CouponDesk
 from tests.support.amqp import declare, wait_until
 from tests.support.orders import ADMIN, a_product, an_order, client_for
 from tests.support.pipeline import ServiceThread, events_of, pipeline_settings, wait_settled
@@ -21,9 +21,7 @@ TTL = 3.0  # seconds; the default is 15 minutes
 @pytest.fixture
 def settings(tmp_path, database_url, amqp_url):
     declare(amqp_url)
-    return pipeline_settings(tmp_path, database_url, amqp_url).with_changes(
-        coupon_reservation_ttl=TTL
-    )
+    return pipeline_settings(tmp_path, database_url, amqp_url).with_changes(reservation_ttl=TTL)
 
 
 @pytest.fixture
@@ -44,7 +42,7 @@ def add_single_use_coupon(client):
 
 
 def coupon(settings) -> Coupon:
-    engine = make_engine(settings.coupon_database_url)
+    engine = make_engine(settings.of("coupon").database_url)
     try:
         with make_session_factory(engine)() as session:
             return session.get(Coupon, "ONCE")

@@ -44,7 +44,7 @@ def read(url, model, key):
 
 def end_now(settings, sale_id):
     """The sale's time is up: move its end to now, as the clock would."""
-    engine = make_engine(settings.order_database_url)
+    engine = make_engine(settings.of("order").database_url)
     try:
         with make_session_factory(engine).begin() as session:
             session.execute(
@@ -72,7 +72,7 @@ def test_winners_keep_their_units_while_ordinary_orders_compete(
     start_services(start_in_thread, settings)
     client = make_app(settings)
     sale = open_sale(client, quota=4, stock=6)
-    assert available(client, "PHONE") == 2  # the sale holds 4 of the 6
+    wait_available(client, "PHONE", 2)  # the sale holds 4 of the 6 (the read model follows)
 
     ordinary_order = an_order(("PHONE", 1))
     with ThreadPoolExecutor(32) as pool:
@@ -92,8 +92,8 @@ def test_winners_keep_their_units_while_ordinary_orders_compete(
     assert outcomes.count("REJECTED") == 18
 
     wait_available(client, "PHONE", 0)
-    assert read(settings.inventory_database_url, StockItem, "PHONE").available == 0
-    held = read(settings.inventory_database_url, Allocation, sale["id"])
+    assert read(settings.of("inventory").database_url, StockItem, "PHONE").available == 0
+    held = read(settings.of("inventory").database_url, Allocation, sale["id"])
     assert (held.units, held.taken, held.status) == (4, 4, "CLOSED")  # sold out: closed
     after = client.get(f"/api/flash-sales/{sale['id']}").get_json()
     assert (after["sold"], after["remaining"], after["status"]) == (4, 0, "sold_out")
@@ -144,7 +144,7 @@ def test_a_sale_larger_than_the_stock_the_inventory_finds_opens_with_what_it_cou
     winners = [t for t in wait_decided(client, sale["id"], admitted) if t["status"] == "WON"]
     assert len(winners) == 3
     assert settle_all(client, [t["order_id"] for t in winners]) == ["CONFIRMED"] * 3
-    assert read(settings.inventory_database_url, StockItem, "PHONE").available == 0
+    assert read(settings.of("inventory").database_url, StockItem, "PHONE").available == 0
 
 
 def test_a_sale_that_ends_with_units_unsold_gives_them_back(settings, make_app, start_in_thread):
@@ -159,7 +159,7 @@ def test_a_sale_that_ends_with_units_unsold_gives_them_back(settings, make_app, 
     end_now(settings, sale["id"])
     wait_available(client, "PHONE", 8)  # 10, less the 2 the sale sold
     assert settle_all(client, [t["order_id"] for t in winners]) == ["CONFIRMED"] * 2
-    held = read(settings.inventory_database_url, Allocation, sale["id"])
+    held = read(settings.of("inventory").database_url, Allocation, sale["id"])
     assert (held.units, held.taken, held.status) == (2, 2, "CLOSED")
     ended = client.get(f"/api/flash-sales/{sale['id']}").get_json()
     assert (ended["status"], ended["sold"], ended["allocation"]) == ("ended", 2, "released")

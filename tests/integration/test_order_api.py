@@ -249,11 +249,11 @@ def test_a_database_that_does_not_answer_gives_503_with_retry_after(amqp_url):
 
 
 def order_settings_without_migrations(amqp_url):
-    from messaging.settings import Settings
+    from shop.catalog import CATALOG
     from tests.support.orders import ADMIN_TOKEN
 
-    return Settings(
-        order_database_url="postgresql+psycopg://postgres@127.0.0.1:9/gone",
-        amqp_url=amqp_url,
-        admin_token=ADMIN_TOKEN,
+    return (
+        CATALOG.default_settings()
+        .with_changes(amqp_url=amqp_url, admin_token=ADMIN_TOKEN)
+        .with_service("order", database_url="postgresql+psycopg://postgres@127.0.0.1:9/gone")
     )

@@ -12,9 +12,10 @@ from sqlalchemy import func, select
 from messaging.connection import open_connection
 from messaging.database import make_engine, make_session_factory
 from messaging.publisher import ConfirmingPublisher
-from order_service import handlers
+from order_service import events as order_events
+from order_service.commands import OrderIn
 from order_service.models import Order, OrderOutbox
-from order_service.schemas import OrderIn
+from order_service.use_cases import orders
 from tests.support.amqp import declare, queue_depth, take_all, wait_until
 from tests.support.orders import (
     ADMIN,
@@ -48,7 +49,7 @@ def place(client, quantity: int = 1) -> str:
 
 def backlog(engine) -> int:
     with make_session_factory(engine)() as session:
-        return handlers.outbox.backlog(session)
+        return order_events.outbox.backlog(session)
 
 
 def test_a_committed_order_is_published_once_with_every_contract_property(
@@ -83,15 +84,15 @@ def test_a_committed_order_is_published_once_with_every_contract_property(
 def test_a_rolled_back_transaction_publishes_nothing(shop, amqp_url, start_in_thread, monkeypatch):
     _settings, client, engine = shop
     sessions = make_session_factory(engine)
-    write_event = handlers.outbox.add
+    write_event = order_events.outbox.add
 
     def write_then_fail(*args, **kwargs):
         write_event(*args, **kwargs)  # the order and its event are both in the transaction
         raise RuntimeError("the request failed after the event was written")
 
-    monkeypatch.setattr(handlers.outbox, "add", write_then_fail)
+    monkeypatch.setattr(order_events.outbox, "add", write_then_fail)
     with pytest.raises(RuntimeError):
-        handlers.place_order(sessions, OrderIn.model_validate(an_order(("TEA-1", 5))), coupons=None)
+        orders.place_order(sessions, OrderIn.model_validate(an_order(("TEA-1", 5))), coupons=None)
     monkeypatch.undo()
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Order)) == 0
@@ -137,7 +138,7 @@ def test_an_unroutable_event_stays_in_the_outbox_with_its_error(shop, amqp_url):
     _settings, client, engine = shop
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
-        handlers.outbox.add(session, "nobody.listens", {"x": 1}, correlation_id="c-1")
+        order_events.outbox.add(session, "nobody.listens", {"x": 1}, correlation_id="c-1")
 
     relay = relay_for(engine, amqp_url)
     connection = open_connection(amqp_url, "test")
@@ -163,7 +164,9 @@ def test_two_relays_share_a_postgresql_outbox_without_publishing_twice(
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
         for number in range(2000):
-            handlers.outbox.add(session, "order.created", {"n": number}, correlation_id=str(number))
+            order_events.outbox.add(
+                session, "order.created", {"n": number}, correlation_id=str(number)
+            )
     start_in_thread(relay_for(engine, amqp_url, batch_size=50))
     start_in_thread(relay_for(engine, amqp_url, batch_size=50))
     wait_until(lambda: backlog(engine) == 0, timeout=60, what="both relays to drain the outbox")

@@ -16,8 +16,7 @@ import pytest
 
 from messaging.connection import open_connection
 from messaging.database import make_engine, make_session_factory
-from messaging.settings import Settings
-from shop.processes import SERVICE_DATABASES
+from shop.catalog import CATALOG, ShopSettings
 from tests.support.amqp import declare, publish_raw, wait_until
 from tests.support.orders import ADMIN, a_product, an_order, client_for, drain_outbox
 from tests.support.pipeline import environment, pipeline_settings
@@ -37,13 +36,13 @@ CONTRACT_QUEUES = [
     "coupons.rpc",
     "flash-sale.requests",
 ]
-SERVICES = list(SERVICE_DATABASES)
+SERVICES = [service.package for service in CATALOG]
 NOTHING_LISTENS = "http://127.0.0.1:9"  # the discard port: connection refused
 
 
 def migrated_settings(
     tmp_path: Path, amqp_url: str, database_url: str = "sqlite", management: str | None = None
-) -> Settings:
+) -> ShopSettings:
     """Four migrated databases (see tests/support/pipeline.py), and the broker's numbers read
     from the management API at `management`, or over AMQP only where it is None."""
     if database_url == "sqlite":
@@ -129,10 +128,11 @@ def test_pipeline_lists_every_queue_and_follows_ready_consumers_and_dead_letters
     client = client_for(settings)
 
     body = pipeline_of(client)
-    expected = [
-        pair for name in CONTRACT_QUEUES for pair in ((name, False), (f"{name}.dead", True))
-    ]
-    assert [(queue["name"], queue["dead"]) for queue in body["queues"]] == expected
+    listed = [(queue["name"], queue["dead"]) for queue in body["queues"]]
+    work = [name for name, dead in listed if not dead]
+    assert sorted(work) == sorted(CONTRACT_QUEUES)  # in the catalog's order
+    expected = [pair for name in work for pair in ((name, False), (f"{name}.dead", True))]
+    assert listed == expected  # each work queue followed by its dead-letter queue
     assert all(set(queue) >= {"name", "ready", "unacked", "consumers"} for queue in body["queues"])
     assert body["outbox"] == dict.fromkeys(SERVICES, 0)
     assert body["flash_sale"] == {
@@ -256,7 +256,7 @@ def test_handled_messages_are_counted_from_each_services_inbox(database_url, amq
 
     settings = migrated_settings(tmp_path, amqp_url, database_url)
     declare(amqp_url)
-    engine = make_engine(settings.inventory_database_url)
+    engine = make_engine(settings.of("inventory").database_url)
     try:
         with make_session_factory(engine).begin() as session:
             for number in range(3):
@@ -278,10 +278,10 @@ def test_a_database_that_is_down_or_not_migrated_is_null_not_an_error(amqp_url, 
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).close()
     settings = migrated_settings(tmp_path, amqp_url)
-    settings = settings.with_changes(
-        inventory_database_url=f"sqlite:///{missing}",
-        coupon_database_url="postgresql+psycopg://postgres@127.0.0.1:1/nothing",
-        notification_database_url=f"sqlite:///{empty}",
+    settings = (
+        settings.with_service("inventory", database_url=f"sqlite:///{missing}")
+        .with_service("coupon", database_url="postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+        .with_service("notification", database_url=f"sqlite:///{empty}")
     )
     declare(amqp_url)
     client = client_for(settings)
@@ -337,7 +337,7 @@ def test_metrics_count_http_requests_and_their_latency_per_route(amqp_url, tmp_p
     assert value_of(samples, f"{duration}_sum", endpoint="/healthz") > 0
 
 
-def shop_status(settings: Settings) -> subprocess.CompletedProcess:
+def shop_status(settings: ShopSettings) -> subprocess.CompletedProcess:
     env = environment(settings)
     return subprocess.run(
         [sys.executable, "-m", "shop", "status"],

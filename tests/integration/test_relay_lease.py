@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from messaging.connection import open_connection
 from messaging.database import make_session_factory
 from messaging.publisher import ConfirmingPublisher, Outgoing
-from order_service import handlers
+from order_service import events as order_events
 from order_service.models import OrderOutbox
 from tests.support.amqp import take_all, wait_until
 from tests.support.orders import add_events, migrated_outbox, relay_for
@@ -32,7 +32,7 @@ def engine(database_url, amqp_url):
 
 def backlog(engine) -> int:
     with make_session_factory(engine)() as session:
-        return handlers.outbox.backlog(session)
+        return order_events.outbox.backlog(session)
 
 
 def leased(engine) -> int:

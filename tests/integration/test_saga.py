@@ -22,10 +22,9 @@ from messaging.database import make_engine, make_session_factory
 from messaging.envelope import Envelope
 from messaging.publisher import ConfirmingPublisher
 from messaging.rpc import CLOCK_SKEW_MS
-from messaging.topology import WORK_QUEUES
 from notification_service.models import Sms
 from order_service.models import Order, OrderOutbox
-from shop.processes import RUNNABLES
+from shop.catalog import CATALOG
 from tests.support.amqp import declare, publish_raw, queue_depth, wait_until
 from tests.support.orders import ADMIN, a_product, an_order, client_for, drain_outbox
 from tests.support.pipeline import (
@@ -38,7 +37,7 @@ from tests.support.pipeline import (
 
 pytestmark = pytest.mark.integration
 
-EVENT_QUEUES = [q.name for q in WORK_QUEUES if q.bindings]
+EVENT_QUEUES = [q.name for q in CATALOG.topology().queues if q.bindings]
 
 
 @pytest.fixture
@@ -55,7 +54,7 @@ def client(settings):
 @pytest.fixture
 def services(settings, start_in_thread):
     """Every service running as threads of this test."""
-    for name in RUNNABLES:
+    for name in CATALOG.names:
         start_in_thread(ServiceThread(name, settings))
 
 
@@ -69,7 +68,7 @@ def count(url: str, model, *where) -> int:
 
 
 def stock_left(settings, sku: str) -> int:
-    engine = make_engine(settings.inventory_database_url)
+    engine = make_engine(settings.of("inventory").database_url)
     try:
         with make_session_factory(engine)() as session:
             return session.get(StockItem, sku).available
@@ -153,7 +152,7 @@ def test_a_confirmed_order_with_a_coupon_tells_its_whole_story(client, services,
     assert mine == {"valid": True, "discount_cents": 200}
     theirs = client.get(f"/api/coupons/{code}?subtotal_cents=2000&phone=%2B4930999999").get_json()
     assert theirs["valid"] is False and "another customer" in theirs["reason"]
-    assert count(settings.notification_database_url, Sms) == 2
+    assert count(settings.of("notification").database_url, Sms) == 2
 
 
 def test_an_order_beyond_the_stock_is_rejected_and_its_coupon_released(client, services, settings):
@@ -223,14 +222,14 @@ def test_coupon_admin_errors(client, services):
 def test_a_coupon_service_that_does_not_answer_gives_503_and_stores_nothing(settings):
     app_client = client_for_timeout(settings, 0.5)  # no coupon service is running
     add_product(app_client)
-    outbox_before = count(settings.order_database_url, OrderOutbox)
+    outbox_before = count(settings.of("order").database_url, OrderOutbox)
 
     response = app_client.post("/api/orders", json={**an_order(("TEA-1", 1)), "coupon_code": "ANY"})
     assert response.status_code == 503
     assert response.content_type == "application/problem+json"
     assert "no reply to coupon.reserve" in response.get_json()["detail"]
-    assert count(settings.order_database_url, Order) == 0
-    assert count(settings.order_database_url, OrderOutbox) == outbox_before
+    assert count(settings.of("order").database_url, Order) == 0
+    assert count(settings.of("order").database_url, OrderOutbox) == outbox_before
     assert app_client.get("/api/coupons/ANY?subtotal_cents=1").status_code == 503
 
 
@@ -258,7 +257,7 @@ def test_a_coupon_service_that_comes_back_late_drops_the_questions_nobody_waits_
 
 
 def client_for_timeout(settings, timeout: float):
-    from order_service.app import create_app
+    from shop.web import create_app
 
     return create_app(settings, rpc_timeout=timeout).test_client()
 
@@ -312,7 +311,7 @@ def test_every_message_delivered_twice_has_one_effect(
     drain_outbox(settings)
     assert queue_depth(settings.amqp_url, "inventory.orders") == 2, "each event went out twice"
 
-    for name in RUNNABLES:
+    for name in CATALOG.names:
         start_in_thread(ServiceThread(name, settings))
     add_coupon(client, code="TWICE", amount_off_cents=100)
     order = place(client, ("TEA-1", 3), coupon_code="TWICE")
@@ -320,7 +319,7 @@ def test_every_message_delivered_twice_has_one_effect(
     wait_until(
         lambda: (
             all(queue_depth(settings.amqp_url, q) == 0 for q in EVENT_QUEUES)
-            and count(settings.notification_database_url, Sms) == 2
+            and count(settings.of("notification").database_url, Sms) == 2
         ),
         what="every queue to drain",
     )
@@ -347,10 +346,13 @@ def test_every_message_delivered_twice_has_one_effect(
             "notification.sms_sent",
         ]
     )
-    assert count(settings.notification_database_url, Sms) == 2
-    assert count(settings.coupon_database_url, Coupon, Coupon.issued_for_order == order["id"]) == 1
+    assert count(settings.of("notification").database_url, Sms) == 2
+    assert (
+        count(settings.of("coupon").database_url, Coupon, Coupon.issued_for_order == order["id"])
+        == 1
+    )
     assert stock_left(settings, "TEA-1") == 7
-    assert count(settings.inventory_database_url, Reservation) == 1
+    assert count(settings.of("inventory").database_url, Reservation) == 1
 
 
 POISON = {
@@ -398,7 +400,7 @@ def test_events_about_unknown_orders_and_skus_are_answered_not_crash_looped(
     )
     publish_raw(amqp_url, "inventory.orders", unknown_sku.encoded_body(), unknown_sku.properties())
 
-    engine = make_engine(settings.inventory_database_url)
+    engine = make_engine(settings.of("inventory").database_url)
     sessions = make_session_factory(engine)
 
     def decision():
@@ -450,7 +452,7 @@ def test_an_inventory_process_killed_mid_stream_loses_and_doubles_nothing(
         add_product(client, stock=1000)
         ids = [place(client, ("TEA-1", 1))["id"] for _ in range(30)]
         wait_until(
-            lambda: count(settings.inventory_database_url, Reservation) >= 5,
+            lambda: count(settings.of("inventory").database_url, Reservation) >= 5,
             what="the inventory to get going",
         )
         inventory.send_signal(signal.SIGKILL)
@@ -463,9 +465,9 @@ def test_an_inventory_process_killed_mid_stream_loses_and_doubles_nothing(
 
     assert outcomes == ["CONFIRMED"] * 30
     assert stock_left(settings, "TEA-1") == 970
-    assert count(settings.inventory_database_url, Reservation) == 30
+    assert count(settings.of("inventory").database_url, Reservation) == 30
     wait_until(
-        lambda: count(settings.notification_database_url, Sms) == 60,
+        lambda: count(settings.of("notification").database_url, Sms) == 60,
         what="one confirmation and one reward SMS per order",
     )
     for order_id in ids:
@@ -490,7 +492,7 @@ def test_a_broker_restart_mid_stream_loses_nothing(client, services, settings, b
     assert outcomes == ["CONFIRMED"] * 20
     assert stock_left(settings, "TEA-1") == 980
     wait_until(
-        lambda: count(settings.notification_database_url, Sms) == 40,
+        lambda: count(settings.of("notification").database_url, Sms) == 40,
         timeout=60,
         what="one confirmation and one reward SMS per order",
     )
@@ -499,8 +501,8 @@ def test_a_broker_restart_mid_stream_loses_nothing(client, services, settings, b
 def test_a_retry_with_the_same_key_gets_the_coupon_its_timed_out_attempt_reserved(
     client, services, settings
 ):
-    from order_service.coupons import CouponDesk
-    from order_service.handlers import order_id_for_key
+    from order_service.coupon_client import CouponDesk
+    from order_service.use_cases.orders import order_id_for_key
 
     add_product(client, stock=10)
     add_coupon(client, code="RETRY", amount_off_cents=100)

@@ -17,7 +17,7 @@ from messaging.envelope import Envelope
 from messaging.migrations import upgrade
 from messaging.outbox import utcnow
 from notification_service.gateway import HttpGateway
-from notification_service.handlers import make_handler
+from notification_service.handlers import ROUTES
 from notification_service.models import (
     FAILED,
     PENDING,
@@ -27,7 +27,8 @@ from notification_service.models import (
     Sms,
 )
 from notification_service.sender import SmsSender
-from shop.processes import RUNNABLES
+from notification_service.service import SERVICE as NOTIFICATION
+from shop.catalog import CATALOG
 from tests.support.amqp import declare, publish_raw, wait_until
 from tests.support.orders import ADMIN, a_product, an_order, client_for
 from tests.support.pipeline import ServiceThread, events_of, pipeline_settings
@@ -40,7 +41,7 @@ QUEUE = "notifications.sms"
 
 @pytest.fixture
 def engine(database_url):
-    upgrade("notification_service", database_url)
+    upgrade(NOTIFICATION, database_url)
     engine = make_engine(database_url)
     yield engine
     engine.dispose()
@@ -60,7 +61,7 @@ def gateway():
 
 @pytest.fixture
 def notification(engine, broker_url, gateway, start_in_thread):
-    """The notification process's consumer and sender as threads, wired as main.py does;
+    """The notification process's consumer and sender as threads, wired as its service.py does;
     call it with the sender's options (a short lease and retries for the tests)."""
 
     def start(sender_class=SmsSender, **sender_options) -> SmsSender:
@@ -71,11 +72,12 @@ def notification(engine, broker_url, gateway, start_in_thread):
         start_in_thread(
             ConsumerRunner(
                 queue=QUEUE,
-                handler=make_handler(on_recorded=sender.wake),
+                handler=ROUTES,
+                after_commit=sender.wake,
                 engine=engine,
                 inbox_model=NotificationInbox,
                 amqp_url=broker_url,
-                flash_sale_queue_limit=1000,
+                topology=CATALOG.topology(),
             )
         )
         start_in_thread(sender)
@@ -325,7 +327,7 @@ def test_an_order_whose_sms_the_gateway_refuses_shows_it_in_its_timeline_and_the
     settings = pipeline_settings(tmp_path, database_url, amqp_url).with_changes(
         sms_gateway_url=gateway.url
     )
-    for name in RUNNABLES:  # the shop, with main.py's own wiring of the notification process
+    for name in CATALOG.names:  # the shop, with service.py's own wiring of the notification process
         start_in_thread(ServiceThread(name, settings))
     client = client_for(settings)
     created = client.post("/api/products", json=a_product("TEA-1", stock=5), headers=ADMIN)
@@ -347,7 +349,7 @@ def test_an_order_whose_sms_the_gateway_refuses_shows_it_in_its_timeline_and_the
 
 
 def test_the_migration_marks_the_sms_sent_before_it_as_sent(database_url):
-    upgrade("notification_service", database_url, "0002")
+    upgrade(NOTIFICATION, database_url, "0002")
     engine = make_engine(database_url)
     try:
         # The table as 0002 left it: an SMS row was written once it had been sent.
@@ -367,7 +369,7 @@ def test_the_migration_marks_the_sms_sent_before_it_as_sent(database_url):
                     sent_at=utcnow(),
                 )
             )
-        upgrade("notification_service", database_url)
+        upgrade(NOTIFICATION, database_url)
         old = sms_of(engine, "event-old")
         assert (old.status, old.attempts) == (SENT, 0)
         assert old.created_at == old.next_attempt_at == old.sent_at

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pika
 
 from messaging.connection import open_connection
-from messaging.topology import declare_topology
 from shop import local_servers
+from shop.catalog import CATALOG
 
 
 @dataclass
@@ -28,9 +28,13 @@ def wait_until(condition: Callable[[], object], timeout: float = 15.0, what: str
 
 
 def declare(amqp_url: str, flash_sale_queue_limit: int = 1000) -> None:
+    """The shop's whole topology (the flash-sale queue with this limit)."""
+    settings = CATALOG.default_settings().with_changes(
+        flash_sale_queue_limit=flash_sale_queue_limit
+    )
     connection = open_connection(amqp_url, "tests: declare")
     try:
-        declare_topology(connection.channel(), flash_sale_queue_limit)
+        CATALOG.topology(settings).declare(connection.channel())
     finally:
         connection.close()
 

@@ -3,8 +3,11 @@ sale's units aside or decide its tickets, and customers buying in bursts."""
 
 from concurrent.futures import ThreadPoolExecutor
 
-from order_service import main as order_main
-from shop.processes import RUNNABLES
+from messaging.database import make_engine
+from messaging.service import ServiceContext
+from order_service.service import FLASH_SALE_WORKER
+from order_service.service import SERVICE as ORDER
+from shop.catalog import CATALOG
 from tests.support.amqp import declare, wait_until
 from tests.support.orders import ADMIN, a_product
 from tests.support.pipeline import ServiceThread, pipeline_settings
@@ -17,24 +20,29 @@ def settings_for(tmp_path, database_url, amqp_url, queue_limit=1000):
 
 
 def start_services(start_in_thread, settings, *names):
-    for name in names or RUNNABLES:
+    for name in names or CATALOG.names:
         start_in_thread(ServiceThread(name, settings))
+
+
+def order_workers(settings):
+    """The order process's workers (as `shop run order` makes them), to start some alone."""
+    engine = make_engine(settings.of("order").database_url)
+    context = ServiceContext(ORDER, settings.of("order"), engine, CATALOG.topology(settings))
+    return ORDER.workers(context)
 
 
 def start_allocation(start_in_thread, settings):
     """What sets a sale's units aside (the inventory, the order relay and saga), but no
     ticket worker: admitted requests stay in the queue until `start_flash_workers`."""
     start_services(start_in_thread, settings, "inventory")
-    for worker in order_main.workers(settings):
-        if worker.name != order_main.FLASH_SALE_WORKER:
+    for worker in order_workers(settings):
+        if worker.name != FLASH_SALE_WORKER:
             start_in_thread(worker)
 
 
 def start_flash_workers(start_in_thread, settings, how_many=1):
     for _ in range(how_many):
-        (worker,) = [
-            w for w in order_main.workers(settings) if w.name == order_main.FLASH_SALE_WORKER
-        ]
+        (worker,) = [w for w in order_workers(settings) if w.name == FLASH_SALE_WORKER]
         start_in_thread(worker)
 
 

@@ -13,23 +13,28 @@ from messaging.database import make_engine, make_session_factory
 from messaging.migrations import upgrade
 from messaging.publisher import ConfirmingPublisher
 from messaging.relay import OutboxRelay
-from messaging.settings import Settings
-from messaging.topology import declare_topology
-from order_service.app import create_app
-from order_service.handlers import outbox
+from order_service.events import outbox
 from order_service.models import OrderOutbox
+from order_service.service import SERVICE as ORDER
+from shop.catalog import CATALOG, ShopSettings
+from shop.web import create_app
 from tests.support.amqp import declare
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def order_settings(database_url: str, amqp_url: str) -> Settings:
-    upgrade("order_service", database_url)
-    return Settings(order_database_url=database_url, amqp_url=amqp_url, admin_token=ADMIN_TOKEN)
+def order_settings(database_url: str, amqp_url: str) -> ShopSettings:
+    """The shop's settings with a migrated order database (the others: their defaults)."""
+    upgrade(ORDER, database_url)
+    return (
+        CATALOG.default_settings()
+        .with_changes(amqp_url=amqp_url, admin_token=ADMIN_TOKEN)
+        .with_service("order", database_url=database_url)
+    )
 
 
-def client_for(settings: Settings):
+def client_for(settings: ShopSettings):
     app = create_app(settings)
     app.testing = True
     return app.test_client()
@@ -40,20 +45,20 @@ def relay_for(engine: Engine, amqp_url: str, **options) -> OutboxRelay:
         engine=engine,
         model=OrderOutbox,
         amqp_url=amqp_url,
-        flash_sale_queue_limit=1000,
+        topology=CATALOG.topology(),
         name="test relay",
         **options,
     )
 
 
-def drain_outbox(settings: Settings) -> int:
+def drain_outbox(settings: ShopSettings) -> int:
     """Publish everything in the order outbox once, with confirms; returns how many."""
-    engine = make_engine(settings.order_database_url)
+    engine = make_engine(settings.of("order").database_url)
     relay = relay_for(engine, settings.amqp_url)
     connection = open_connection(settings.amqp_url, "tests: drain")
     try:
         channel = connection.channel()
-        declare_topology(channel, 1000)
+        CATALOG.topology().declare(channel)
         publisher = ConfirmingPublisher(connection, channel)
         total = 0
         while (batch := relay.relay_once(publisher)).claimed:
@@ -65,8 +70,8 @@ def drain_outbox(settings: Settings) -> int:
         engine.dispose()
 
 
-def outbox_rows(settings: Settings) -> int:
-    engine = make_engine(settings.order_database_url)
+def outbox_rows(settings: ShopSettings) -> int:
+    engine = make_engine(settings.of("order").database_url)
     try:
         with make_session_factory(engine)() as session:
             return session.scalar(select(func.count()).select_from(OrderOutbox)) or 0
@@ -88,7 +93,7 @@ def an_order(*items: tuple[str, int], name: str = "Ann Lee", phone: str = "+4930
 @contextmanager
 def migrated_outbox(database_url: str, amqp_url: str) -> Iterator[Engine]:
     """An engine on a migrated order database, the broker's topology declared."""
-    upgrade("order_service", database_url)
+    upgrade(ORDER, database_url)
     declare(amqp_url)
     engine = make_engine(database_url)
     try:

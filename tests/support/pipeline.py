@@ -1,5 +1,5 @@
-"""The whole pipeline under test: four migrated databases, every service running as a
-thread of the test process (or as a real process where a test kills one)."""
+"""The whole pipeline under test: every service's migrated database, every service running
+as a thread of the test process (or as a real process where a test kills one)."""
 
 from __future__ import annotations
 
@@ -10,31 +10,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from messaging.migrations import upgrade
-from messaging.settings import Settings
-from shop.processes import RUNNABLES, SERVICE_DATABASES
+from shop import processes
+from shop.catalog import CATALOG, ShopSettings
 from tests.support.amqp import wait_until
 from tests.support.orders import ADMIN_TOKEN
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def pipeline_settings(tmp_path: Path, database_url: str, amqp_url: str) -> Settings:
-    """SQLite: a file per service. PostgreSQL: all four services share the one test
+def pipeline_settings(tmp_path: Path, database_url: str, amqp_url: str) -> ShopSettings:
+    """SQLite: a file per service. PostgreSQL: every service shares the one test
     database, which also proves that their tables and version tables never collide."""
-    if database_url.startswith("sqlite"):
-        urls = {name: f"sqlite:///{tmp_path / f'{name}.db'}" for name in SERVICE_DATABASES}
-    else:
-        urls = dict.fromkeys(SERVICE_DATABASES, database_url)
-    for service, url in urls.items():
+    settings = CATALOG.default_settings().with_changes(amqp_url=amqp_url, admin_token=ADMIN_TOKEN)
+    for service in CATALOG:
+        url = database_url
+        if database_url.startswith("sqlite"):
+            url = f"sqlite:///{tmp_path / f'{service.package}.db'}"
         upgrade(service, url)
-    return Settings(
-        amqp_url=amqp_url,
-        order_database_url=urls["order_service"],
-        inventory_database_url=urls["inventory_service"],
-        coupon_database_url=urls["coupon_service"],
-        notification_database_url=urls["notification_service"],
-        admin_token=ADMIN_TOKEN,
-    )
+        settings = settings.with_service(service.name, database_url=url)
+    return settings
 
 
 @dataclass
@@ -42,27 +36,27 @@ class ServiceThread:
     """`shop run NAME`, but as a thread: something `start_in_thread` can run."""
 
     name: str
-    settings: Settings
+    settings: ShopSettings
 
     def run(self, stop) -> None:  # type: ignore[no-untyped-def]
-        RUNNABLES[self.name][1](self.settings, stop)
+        processes.run(self.name, self.settings, stop)
 
 
-def environment(settings: Settings) -> dict[str, str]:
+def environment(settings: ShopSettings) -> dict[str, str]:
     management = settings.rabbitmq_management_url
     return {
         **os.environ,
         **({"RABBITMQ_MANAGEMENT_URL": management} if management else {}),
         "AMQP_URL": settings.amqp_url,
-        "ORDER_DATABASE_URL": settings.order_database_url,
-        "INVENTORY_DATABASE_URL": settings.inventory_database_url,
-        "COUPON_DATABASE_URL": settings.coupon_database_url,
-        "NOTIFICATION_DATABASE_URL": settings.notification_database_url,
+        **{
+            service.settings.DATABASE_VARIABLE: settings.of(service.name).database_url
+            for service in CATALOG
+        },
         "PYTHONUNBUFFERED": "1",
     }
 
 
-def start_process(name: str, settings: Settings, log: Path) -> subprocess.Popen:
+def start_process(name: str, settings: ShopSettings, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "shop", "run", name],
         cwd=REPO,

@@ -22,6 +22,7 @@ from messaging.database import make_engine
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.inbox import InboxColumns
 from messaging.logs import configure_logging
+from shop.catalog import CATALOG
 
 QUEUE = "inventory.orders"
 
@@ -76,7 +77,7 @@ def runner(database_url: str, amqp_url: str, seconds: float = 0.0, failures=None
         engine=engine,
         inbox_model=SampleInbox,
         amqp_url=amqp_url,
-        flash_sale_queue_limit=1000,
+        topology=CATALOG.topology(),
         name="sample consumer",
         max_retry_delay=0.05,
         **options,

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from messaging.settings import Settings
-from shop.processes import RUNNABLES, process_specs
+from shop.catalog import CATALOG
+from shop.processes import process_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ CONTRACT_VARIABLES = [
     "SMS_GATEWAY_URL",
 ]
 
-PROCESS_NAMES = [spec.name for spec in process_specs(Settings())]
+PROCESS_NAMES = [spec.name for spec in process_specs(CATALOG.default_settings())]
 WORKER_NAMES = [name for name in PROCESS_NAMES if name != "web"]
 
 
@@ -48,7 +48,7 @@ def environment_names(service: dict) -> set[str]:
 
 def test_the_process_list_has_the_web_app_and_every_runnable():
     assert PROCESS_NAMES[0] == "web"
-    assert set(WORKER_NAMES) == set(RUNNABLES)
+    assert set(WORKER_NAMES) == set(CATALOG.names)
     assert WORKER_NAMES, "shop up runs at least one background process"
 
 
@@ -64,7 +64,7 @@ def test_each_background_container_runs_its_own_process(services, name):
 
 
 def test_the_web_container_runs_the_app_of_shop_up_under_gunicorn(services):
-    (web_spec,) = [spec for spec in process_specs(Settings()) if spec.name == "web"]
+    (web_spec,) = [spec for spec in process_specs(CATALOG.default_settings()) if spec.name == "web"]
     words = command_words(services["web"])
     assert words[0] == "gunicorn"
     assert words[-1] == web_spec.argv[-1]

@@ -1,7 +1,8 @@
 from datetime import UTC, datetime, timedelta
 
-from order_service.flash_sale import TicketSigner, sale_status
 from order_service.models import FlashSale
+from order_service.tickets import TicketSigner
+from order_service.use_cases.flash_sales import sale_status
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -44,7 +45,7 @@ def test_a_sale_waits_for_its_units_before_it_opens():
 
 
 def test_a_sale_body_says_when_it_holds_fewer_units_than_asked():
-    from order_service.flash_sale import sale_view
+    from order_service.web.serializers import sale_view
 
     partial = a_sale(id="s", sku="X", price_cents=1, requested_quota=5, quota=3, allocation="held")
     view = sale_view(partial, 1000, NOW)

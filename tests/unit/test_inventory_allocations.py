@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inventory_service.handlers import HANDLERS
+from inventory_service.handlers import ROUTES
 from inventory_service.models import Allocation, Base, InventoryOutbox, Reservation, StockItem
 from messaging.database import make_engine
 from messaging.envelope import Envelope
@@ -25,7 +25,7 @@ def session():
 
 def handle(session, event_type, **body):
     envelope = Envelope.new(event_type, body, correlation_id="c", app_id="test")
-    HANDLERS[event_type](session, envelope)
+    ROUTES(session, envelope)
     session.flush()
 
 

@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from messaging.validation import field_errors, field_path
-from order_service.schemas import OrderIn, normalize_phone
+from order_service.commands import OrderIn, normalize_phone
 
 
 @pytest.mark.parametrize(

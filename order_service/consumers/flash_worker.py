@@ -1,0 +1,101 @@
+"""The flash-sale ticket worker: decides each purchase the admission gate let into
+`flash-sale.requests`, WON (a unit, and an order) or LOST (and why).
+
+A ticket is decided in one transaction with the sale's row locked (FOR UPDATE on
+PostgreSQL; SQLite has one writer at a time), so several workers can never sell more
+than the quota. A winning ticket becomes an order that draws its unit from the sale's
+allocation (`order.created` with `flash_sale_id`, through the outbox), so the inventory
+cannot reject it for stock, and coupons and SMS follow as for any order. Three guards
+stand behind each other: `sold < quota` checked under the lock, a CHECK (sold <= quota)
+and a UNIQUE (sale_id, winner_phone) in the database. The last win announces
+`flash_sale.sold_out` (a broadcast to every web process) and closes the sale.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from messaging.consumer import Route, Routes
+from messaging.envelope import Envelope, PoisonMessage
+from messaging.outbox import utcnow
+from order_service import sale_lifecycle
+from order_service.commands import CustomerIn
+from order_service.events import FlashSaleSoldOut, outbox
+from order_service.models import FlashSale, FlashTicket
+from order_service.use_cases.flash_sales import count, sale_status
+from order_service.use_cases.orders import new_order, store_order
+from order_service.use_cases.products import get_product
+
+log = logging.getLogger(__name__)
+
+PURCHASE_REQUESTED = "flash_sale.purchase_requested"
+
+
+class PurchaseRequest(BaseModel):
+    """What the admission gate puts into `flash-sale.requests` for each admitted purchase."""
+
+    model_config = ConfigDict(extra="ignore")
+    ticket_id: str
+    sale_id: str
+    customer: CustomerIn
+
+
+def decide_ticket(session: Session, envelope: Envelope) -> None:
+    request = envelope.body_as(PurchaseRequest)
+    if session.get(FlashTicket, request.ticket_id) is not None:
+        return  # decided before
+    sale = session.get(FlashSale, request.sale_id, with_for_update=True)
+    if sale is None:
+        raise PoisonMessage(f"ticket {request.ticket_id} names unknown sale {request.sale_id}")
+    phone = request.customer.phone
+    reason = _why_lost(session, sale, phone)
+    ticket = FlashTicket(
+        ticket_id=request.ticket_id,
+        sale_id=sale.id,
+        customer_name=request.customer.name,
+        customer_phone=phone,
+        decided_at=utcnow(),
+    )
+    if reason is not None:
+        ticket.status, ticket.reason = "LOST", reason
+        session.add(ticket)
+        count(session, {"lost": 1})
+        return
+    sale.sold += 1
+    product = get_product(session, sale.sku)
+    order = new_order(request.customer.name, phone, [(product, 1, sale.price_cents)])
+    store_order(session, order, flash_sale_id=sale.id)
+    ticket.status, ticket.winner_phone, ticket.order_id = "WON", phone, order.id
+    session.add(ticket)
+    count(session, {"won": 1})
+    if sale.sold == sale.quota:
+        outbox.add_event(session, FlashSaleSoldOut(sale_id=sale.id), correlation_id=sale.id)
+        log.info("flash sale %s sold out", sale.id, extra={"correlation_id": sale.id})
+        sale_lifecycle.close(session, sale, "sold_out")
+
+
+def _why_lost(session: Session, sale: FlashSale, phone: str) -> str | None:
+    if sale.closed_at is not None:  # its final `sold` went to the inventory: nothing more
+        return "sold out" if sale.sold >= sale.quota else "the sale had ended"
+    status = sale_status(sale, utcnow())
+    if status == "ended":
+        return "the sale had ended"
+    if status == "sold_out":
+        return "sold out"
+    if status == "upcoming":
+        return "the sale had not opened"
+    won = session.scalar(
+        select(FlashTicket.ticket_id).where(
+            FlashTicket.sale_id == sale.id, FlashTicket.winner_phone == phone
+        )
+    )
+    if won is not None:
+        return "this customer already won this sale"
+    return None
+
+
+ROUTES = Routes(Route(PURCHASE_REQUESTED, PurchaseRequest, decide_ticket))

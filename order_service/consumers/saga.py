@@ -1,0 +1,102 @@
+"""The choreographed saga, order side, on `orders.inventory`: the inventory's answer settles
+a PENDING order (and its answer to a new flash sale opens the sale: sale_lifecycle.py).
+
+`inventory.reserved` confirms it, `inventory.rejected` rejects it with the reason; either
+way the order service announces the outcome (`order.confirmed` / `order.rejected`) through
+its outbox, and the coupon and notification services take it from there. An order that is
+no longer PENDING ignores a second answer; an unknown order is logged, never a crash loop.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from messaging.consumer import Route, Routes
+from messaging.envelope import Envelope
+from messaging.outbox import utcnow
+from order_service import sale_lifecycle
+from order_service.events import SERVICE, order_confirmed, order_rejected, outbox
+from order_service.models import Order, TimelineEntry
+
+log = logging.getLogger(__name__)
+
+
+class InventoryReserved(BaseModel):
+    order_id: str
+
+
+class InventoryRejected(BaseModel):
+    order_id: str
+    reason: str
+
+
+def on_inventory_reserved(session: Session, envelope: Envelope) -> None:
+    answer = envelope.body_as(InventoryReserved)
+    order = _pending_order(session, answer.order_id, envelope)
+    if order is None:
+        return
+    _settle(session, order, "CONFIRMED", envelope, None)
+    outbox.add_event(session, order_confirmed(order), correlation_id=order.id)
+
+
+def on_inventory_rejected(session: Session, envelope: Envelope) -> None:
+    answer = envelope.body_as(InventoryRejected)
+    order = _pending_order(session, answer.order_id, envelope)
+    if order is None:
+        return
+    _settle(session, order, "REJECTED", envelope, answer.reason)
+    outbox.add_event(session, order_rejected(order, answer.reason), correlation_id=order.id)
+
+
+def _pending_order(session: Session, order_id: str, envelope: Envelope) -> Order | None:
+    order = session.get(Order, order_id, with_for_update=True)
+    if order is None:
+        log.error(
+            "%s for unknown order %s ignored",
+            envelope.type,
+            order_id,
+            extra={"correlation_id": order_id, "message_id": envelope.message_id},
+        )
+        return None
+    if order.status != "PENDING":
+        log.info(
+            "%s for order %s, already %s, ignored",
+            envelope.type,
+            order_id,
+            order.status,
+            extra={"correlation_id": order_id},
+        )
+        return None
+    return order
+
+
+def _settle(
+    session: Session, order: Order, status: str, envelope: Envelope, reason: str | None
+) -> None:
+    now = utcnow()
+    order.status, order.reject_reason, order.updated_at = status, reason, now
+    outcome = "order.confirmed" if status == "CONFIRMED" else "order.rejected"
+    session.add_all(
+        [
+            TimelineEntry(
+                order_id=order.id,
+                event=envelope.type,
+                service=envelope.app_id,
+                at=now,
+                detail=reason,
+            ),
+            TimelineEntry(order_id=order.id, event=outcome, service=SERVICE, at=now, detail=reason),
+        ]
+    )
+
+
+ROUTES = Routes(
+    Route("inventory.reserved", InventoryReserved, on_inventory_reserved),
+    Route("inventory.rejected", InventoryRejected, on_inventory_rejected),
+    Route(
+        sale_lifecycle.ALLOCATED, sale_lifecycle.Allocated, sale_lifecycle.on_inventory_allocated
+    ),
+)

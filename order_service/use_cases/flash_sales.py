@@ -1,0 +1,119 @@
+"""Flash sales: create one, show one and its tickets, and the shared admission counters.
+
+A sale's units are the inventory's to hold (sale_lifecycle.py): creating a sale announces
+`flash_sale.created`, and the sale stays `upcoming` until the inventory has set its units
+aside (`inventory.allocated`). Where the inventory finds less stock than the quota, the sale
+opens with the units it could set aside; its body shows both numbers.
+
+Purchases do not come here: the admission gate (web/admission.py) puts each admitted one
+into `flash-sale.requests`, and the ticket worker (consumers/flash_worker.py) decides it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from messaging.database import as_utc
+from messaging.outbox import utcnow
+from order_service import sale_lifecycle
+from order_service.commands import FlashSaleIn
+from order_service.errors import InvalidOrder, NotFound
+from order_service.models import FlashSale, FlashSaleCounter, FlashTicket
+from order_service.tickets import TicketSigner
+from order_service.use_cases.products import get_product
+
+
+def sale_status(sale: FlashSale, now: datetime) -> str:
+    """`upcoming` until it starts and its units are held, `open`, `sold_out` or `ended`."""
+    ends = as_utc(sale.ends_at)
+    if ends is not None and now >= ends:
+        return "ended"
+    if sale.allocation == "pending" or now < as_utc(sale.starts_at):
+        return "upcoming"
+    if sale.sold >= sale.quota:
+        return "sold_out"
+    return "open"
+
+
+def create_sale(session: Session, command: FlashSaleIn) -> FlashSale:
+    product = get_product(session, command.sku)
+    if command.quota > product.available:
+        raise InvalidOrder(
+            "The quota is larger than the stock.",
+            [
+                {
+                    "field": "quota",
+                    "message": f"only {product.available} of {command.sku} are in stock",
+                }
+            ],
+        )
+    sale = FlashSale(
+        id=str(uuid.uuid4()),
+        sku=command.sku,
+        price_cents=command.price_cents,
+        requested_quota=command.quota,
+        quota=command.quota,
+        sold=0,
+        allocation="pending",
+        starts_at=command.starts_at or utcnow(),
+        ends_at=command.ends_at,
+    )
+    session.add(sale)
+    sale_lifecycle.announce(session, sale)
+    return sale
+
+
+def get_sale(session: Session, sale_id: str) -> FlashSale:
+    sale = session.get(FlashSale, sale_id)
+    if sale is None:
+        raise NotFound(f"No flash sale has id {sale_id!r}.")
+    return sale
+
+
+def find_ticket(
+    session: Session, sale_id: str, ticket_id: str, signer: TicketSigner
+) -> FlashTicket | None:
+    """The decided ticket, or None while it waits in the queue; NotFound for an id this
+    sale never issued."""
+    ticket = session.get(FlashTicket, ticket_id)
+    if ticket is not None and ticket.sale_id == sale_id:
+        return ticket
+    if ticket is None and signer.issued(sale_id, ticket_id):
+        return None
+    raise NotFound(f"No ticket {ticket_id!r} was issued for this sale.")
+
+
+def count(session: Session, deltas: dict[str, int]) -> None:
+    """Add to the shared counters (a row per name, made on first use)."""
+    for name, delta in deltas.items():
+        if not delta:
+            continue
+        changed = session.execute(
+            update(FlashSaleCounter)
+            .where(FlashSaleCounter.name == name)
+            .values(value=FlashSaleCounter.value + delta)
+            .execution_options(synchronize_session=False)
+        )
+        if changed.rowcount == 0:
+            session.add(FlashSaleCounter(name=name, value=delta))
+            session.flush()
+
+
+def counters(session: Session) -> dict[str, int]:
+    return {row.name: row.value for row in session.scalars(select(FlashSaleCounter))}
+
+
+def numbers(session: Session) -> dict[str, object]:
+    """Admission counters of every web process (flushed each second) and decisions."""
+    counts = counters(session)
+    shed = {name.removeprefix("shed_"): n for name, n in counts.items() if name.startswith("shed_")}
+    return {
+        "accepted": counts.get("accepted", 0),
+        "dropped": sum(shed.values()),
+        "shed": shed,
+        "decided": {"won": counts.get("won", 0), "lost": counts.get("lost", 0)},
+    }
