@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.amqp import wait_until
 from tests.support.orders import a_product, an_order
@@ -25,6 +26,18 @@ def shop_up(tmp_path, amqp_url):
 
 def status_of(base: str, order_id: str) -> str:
     return requests.get(f"{base}/api/orders/{order_id}", timeout=5).json()["status"]
+
+
+def healthz_answered(base: str) -> float:
+    """`shop_http_requests_total` of GET /healthz answered 200, as one scrape of /metrics says."""
+    text = requests.get(base + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "shop_http_requests_total" and labels["endpoint"] == "/healthz":
+                if labels["status"] == "200":
+                    return sample.value
+    return 0.0
 
 
 def test_shop_up_runs_the_pipeline_restarts_a_dead_process_and_stops_on_ctrl_c(shop_up, tmp_path):
@@ -49,6 +62,13 @@ def test_shop_up_runs_the_pipeline_restarts_a_dead_process_and_stops_on_ctrl_c(s
         timeout=30,
         what="the restarted order process to relay and settle the order",
     )
+
+    # gunicorn's two workers each answer some of these; /metrics, answered by either one,
+    # counts all of them (prometheus_client's multiprocess mode).
+    before = healthz_answered(base)
+    for _ in range(40):
+        assert requests.get(base + "/healthz", timeout=5).status_code == 200
+    assert healthz_answered(base) - before == 40
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=40) == 0

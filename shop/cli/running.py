@@ -1,0 +1,111 @@
+"""`shop up`, `shop run NAME`, `shop migrate`, `shop alembic NAME`, `shop topology`: running
+the shop, and what it needs before it runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+
+from messaging import migrations
+from messaging.connection import channel_for, close_quietly, open_connection
+from messaging.logs import configure_logging
+from messaging.settings import redact_url
+from shop import processes
+from shop.catalog import CATALOG, ShopSettings
+from shop.cli.common import admin_token
+from shop.supervisor import Supervisor
+
+
+def register(commands) -> None:  # type: ignore[no-untyped-def]
+    up = commands.add_parser("up", help="run every process of the shop")
+    up.set_defaults(command=cmd_up)
+
+    run = commands.add_parser("run", help="run one process")
+    run.add_argument("name", choices=CATALOG.names)
+    run.set_defaults(command=cmd_run)
+
+    migrate = commands.add_parser("migrate", help="run the services' migrations to head")
+    migrate.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"of {', '.join(CATALOG.names)} (all by default)"
+    )
+    migrate.set_defaults(command=cmd_migrate)
+
+    alembic = commands.add_parser(
+        "alembic",
+        help="Alembic's command line for one service",
+        description="Runs `alembic ARGS...` against one service's migrations and database "
+        "(its *_DATABASE_URL), e.g. `shop alembic order history` or "
+        '`shop alembic order revision --autogenerate -m "..."`.',
+    )
+    alembic.add_argument("name", choices=CATALOG.names)
+    alembic.add_argument("alembic_args", nargs=argparse.REMAINDER, metavar="ARGS")
+    alembic.set_defaults(command=cmd_alembic)
+
+    topology = commands.add_parser("topology", help="declare exchanges and queues")
+    topology.set_defaults(command=cmd_topology)
+
+
+def cmd_up(args: argparse.Namespace, settings: ShopSettings) -> int:
+    close_quietly(open_connection(settings.amqp_url, "shop up: check", timeout=3))
+    migrate_all(CATALOG.names, settings)
+    order = settings.of("order")
+    env = dict(os.environ)
+    env["SHOP_ADMIN_TOKEN"] = admin_token(settings)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    metrics = tempfile.mkdtemp(prefix="shop-metrics-")  # the web workers' counts (ops/metrics.py)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics)
+    print(f"shop: RabbitMQ at {redact_url(settings.amqp_url)}")
+    print(f"shop: web app at http://{order.http_host}:{order.http_port}/")  # type: ignore[attr-defined]
+    print(f"shop: admin token: {env['SHOP_ADMIN_TOKEN']}  (Authorization: Bearer <token>)")
+    try:
+        return Supervisor(processes.process_specs(settings), env).run()
+    finally:
+        shutil.rmtree(metrics, ignore_errors=True)
+
+
+def cmd_run(args: argparse.Namespace, settings: ShopSettings) -> int:
+    configure_logging(CATALOG.get(args.name).package)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    processes.run(args.name, settings, stop)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: ShopSettings) -> int:
+    unknown = [name for name in args.names if name not in CATALOG.names]
+    if unknown:
+        print(
+            f"shop: no service is called {', '.join(unknown)}; the services are: "
+            f"{', '.join(CATALOG.names)}",
+            file=sys.stderr,
+        )
+        return 2
+    migrate_all(args.names or CATALOG.names, settings)
+    return 0
+
+
+def migrate_all(names: list[str], settings: ShopSettings) -> None:
+    for name in names:
+        service, url = CATALOG.get(name), settings.of(name).database_url
+        migrations.upgrade(service, url)
+        print(f"shop: {service.package} database is up to date ({redact_url(url)})")
+
+
+def cmd_alembic(args: argparse.Namespace, settings: ShopSettings) -> int:
+    service = CATALOG.get(args.name)
+    migrations.command_line(service, args.alembic_args, settings.of(args.name).database_url)
+    return 0
+
+
+def cmd_topology(_args: argparse.Namespace, settings: ShopSettings) -> int:
+    topology = CATALOG.topology(settings)
+    with channel_for(settings.amqp_url, "shop topology") as channel:
+        topology.declare(channel)
+    print(f"shop: declared {len(topology.queues)} work queues and their dead-letter queues")
+    return 0
