@@ -1,11 +1,15 @@
-"""One frozen settings object, read once from the environment (CONTRACT.md's variables)."""
+"""One frozen settings object, read once from the environment (CONTRACT.md's variables).
+
+AMQP_URL may list the nodes of one cluster, comma-separated (`amqp_urls()` splits it, and
+every connection tries them in turn: messaging/connection.py)."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 
@@ -36,7 +40,7 @@ class Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
         return cls(
-            amqp_url=env.get("AMQP_URL", defaults.amqp_url),
+            amqp_url=",".join(amqp_urls(env.get("AMQP_URL") or defaults.amqp_url)),
             order_database_url=env.get("ORDER_DATABASE_URL", defaults.order_database_url),
             inventory_database_url=env.get(
                 "INVENTORY_DATABASE_URL", defaults.inventory_database_url
@@ -94,10 +98,45 @@ def _positive_number(env: Mapping[str, str], name: str, default: float) -> float
     return value
 
 
+def amqp_urls(amqp_url: str) -> list[str]:
+    """The URLs of a comma-separated AMQP_URL, in order (one for a single broker).
+
+    SettingsError when an entry is empty or not amqp(s)://, or when they name different
+    vhosts: the nodes of one cluster share their vhosts, and a failover to another vhost
+    would quietly find other queues. (A comma inside a password must be written %2C.)"""
+    urls = [url.strip() for url in amqp_url.split(",")]
+    for position, url in enumerate(urls, start=1):
+        where = f"entry {position} of {len(urls)}" if len(urls) > 1 else "the URL"
+        if not url:
+            raise SettingsError(
+                f"AMQP_URL has an empty entry ({where}): separate the nodes' URLs with "
+                "single commas, e.g. amqp://host-1:5672/%2F,amqp://host-2:5672/%2F"
+            )
+        if urlsplit(url).scheme not in ("amqp", "amqps"):
+            raise SettingsError(
+                f"AMQP_URL {where} must start with amqp:// or amqps://, got {redact_url(url)!r}"
+            )
+    vhosts = {_vhost(url) for url in urls}
+    if len(vhosts) > 1:
+        raise SettingsError(
+            f"AMQP_URL lists the nodes of one cluster, so every entry must name the same "
+            f"vhost; got {sorted(vhosts)}"
+        )
+    return urls
+
+
+def _vhost(url: str) -> str:
+    path = urlsplit(url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+# user:password@ after a scheme's //, the password up to the last @ before the next /:
+# every URL of a comma-separated list is matched, and a password with an @ or a comma
+# in it is hidden whole.
+_PASSWORD = re.compile(r"(//[^/@:,]*:)[^/]*@")
+
+
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***, fit for a log line."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL (or comma-separated URLs) with every password replaced by ***, fit for a
+    log line."""
+    return _PASSWORD.sub(r"\1***@", url)

@@ -9,6 +9,7 @@ shop dlq list QUEUE        dead letters of QUEUE, with their reasons
 shop dlq replay QUEUE      move them back to QUEUE for another try
 shop loadtest flash-sale   a burst of distinct customers at a new flash sale, then a check
 shop chaos                 the whole shop under load and faults, then its invariants
+shop cluster up|status|down|grow   a RabbitMQ cluster on this machine (prints AMQP_URL=...)
 """
 
 from __future__ import annotations
@@ -118,6 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     chaos.add_argument("--json", action="store_true", help="the report as one JSON object")
     chaos.set_defaults(command=cmd_chaos)
+
+    cluster = commands.add_parser(
+        "cluster", help="a RabbitMQ cluster on this machine, for development and tests"
+    ).add_subparsers(required=True, metavar="ACTION")
+    cluster_up = cluster.add_parser(
+        "up",
+        help="start and join new nodes; prints AMQP_URL=... (progress on stderr)",
+        description="Node i gets AMQP on BASE+i, the management API on BASE+10000+i and "
+        "Erlang distribution on BASE+20000+i; var/cluster.json records them.",
+    )
+    cluster_up.add_argument("--nodes", type=int, default=3, metavar="N")
+    cluster_up.add_argument("--base-port", type=int, default=5701, metavar="BASE")
+    cluster_up.set_defaults(command=cmd_cluster, action="up")
+    for action, text in (
+        ("status", "one line per node: name, AMQP port, running or stopped"),
+        ("down", "stop every node and delete its files"),
+        (
+            "grow",
+            "give every quorum queue a member on each running node (after a node was replaced)",
+        ),
+    ):
+        cluster.add_parser(action, help=text).set_defaults(command=cmd_cluster, action=action)
     return parser
 
 
@@ -263,6 +286,13 @@ def cmd_chaos(args: argparse.Namespace, _settings: Settings) -> int:
     from shop.chaos import runner
 
     return runner.main(args.seconds, args.database, args.json, sys.stdout, sys.stderr)
+
+
+def cmd_cluster(args: argparse.Namespace, _settings: Settings) -> int:
+    from shop import cluster
+
+    options = {"nodes": args.nodes, "base_port": args.base_port} if args.action == "up" else {}
+    return cluster.main(args.action, **options)
 
 
 def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
