@@ -110,11 +110,7 @@ def check_request(count: int, base_port: int) -> None:
         )
     taken = ports_in_use(base_port, count)
     if taken:
-        raise ClusterError(
-            f"port {', '.join(taken)} is in use: choose another --base-port"
-            if len(taken) == 1
-            else f"ports {', '.join(taken)} are in use: choose another --base-port"
-        )
+        raise ClusterError(f"in use: port {', '.join(taken)}; choose another --base-port")
 
 
 def up(count: int, base_port: int, state_file: Path, progress: TextIO) -> Cluster:
@@ -194,8 +190,10 @@ def down(state_file: Path, progress: TextIO) -> Cluster | None:
     cluster = Cluster.load(state_file)
     if cluster is None:
         return None
-    _printer(progress)(f"stopping {len(cluster.nodes)} nodes")
+    say = _printer(progress)
+    say(f"stopping {len(cluster.nodes)} nodes")
     _remove(cluster, state_file)
+    say(f"stopped {', '.join(node.name for node in cluster.nodes)}; deleted {cluster.directory}")
     return cluster
 
 
