@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shop import cluster
+from shop import broker_nodes, cluster
 from shop.broker_nodes import BrokerNode
 
 
@@ -65,3 +65,14 @@ def test_down_and_status_with_nothing_up_say_so(tmp_path):
     err = io.StringIO()
     assert cluster.main("status", state_file=state_file, out=io.StringIO(), err=err) == 1
     assert "no cluster is up" in err.getvalue()
+
+
+def test_without_rabbitmq_server_up_exits_2_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(broker_nodes, "BIN_DIRECTORIES", ())
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing to find there
+    err = io.StringIO()
+    code = cluster.main("up", state_file=tmp_path / "cluster.json", out=io.StringIO(), err=err)
+    assert code == 2
+    assert err.getvalue().count("\n") == 1
+    assert "rabbitmq-server is not installed" in err.getvalue()
+    assert not (tmp_path / "cluster.json").exists()
