@@ -3,6 +3,9 @@
 pika's BlockingConnection is not thread-safe, so each thread that talks to the broker
 opens its own connection with `connect()`. A lost connection is reopened with
 exponential backoff and full jitter, with one log line on every loss and recovery.
+
+AMQP_URL may list the nodes of one cluster (`amqp://a:5672/%2F,amqp://b:5672/%2F`): every
+connection tries them in turn, so when its node goes away the reconnect lands on another.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 import pika
 import pika.exceptions
 
-from messaging.settings import redact_url
+from messaging.settings import amqp_urls, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +57,16 @@ class Backoff:
         self.attempt = 0
 
 
-def parameters(amqp_url: str, connection_name: str, *, timeout: float = 5.0) -> pika.URLParameters:
-    params = pika.URLParameters(amqp_url)
-    if "heartbeat" not in amqp_url:
+def parameters(
+    amqp_url: str, connection_name: str, *, timeout: float = 5.0
+) -> list[pika.URLParameters]:
+    """The connection parameters of every node AMQP_URL lists, in its order."""
+    return [_node_parameters(url, connection_name, timeout) for url in amqp_urls(amqp_url)]
+
+
+def _node_parameters(url: str, connection_name: str, timeout: float) -> pika.URLParameters:
+    params = pika.URLParameters(url)
+    if "heartbeat" not in url:
         params.heartbeat = HEARTBEAT_SECONDS
     params.blocked_connection_timeout = 60
     params.socket_timeout = timeout
@@ -66,16 +76,55 @@ def parameters(amqp_url: str, connection_name: str, *, timeout: float = 5.0) -> 
     return params
 
 
+# Where a connection starts: the node of AMQP_URL that answered last in this process
+# (the first one until then), then the ones after it, wrapping around. The list's order is
+# a preference, so where clients are is predictable (all on the first node while it
+# lives; spreading them is a matter of giving services differently ordered lists), and a
+# dead node costs one refused or timed-out attempt per process at a failover, not one on
+# every reconnect after it. (A random start would spread clients by itself, but then
+# nobody could say which node a process is on, nor test a failover.)
+_last_answered: dict[str, int] = {}
+
+
 def open_connection(
     amqp_url: str, connection_name: str, *, timeout: float = 5.0
 ) -> pika.BlockingConnection:
-    """One attempt; raises BrokerUnavailable with a readable message."""
+    """One attempt at each node in turn; raises BrokerUnavailable with a readable message."""
+    urls = amqp_urls(amqp_url)
+    nodes = parameters(amqp_url, connection_name, timeout=timeout)
+    start = _last_answered.get(amqp_url, 0) % len(nodes)
+    order = [(start + step) % len(nodes) for step in range(len(nodes))]
     try:
-        return pika.BlockingConnection(parameters(amqp_url, connection_name, timeout=timeout))
+        # pika tries a sequence of parameters in order, one attempt each.
+        connection = pika.BlockingConnection([nodes[index] for index in order])
     except CONNECTION_ERRORS as error:
         raise BrokerUnavailable(
             f"RabbitMQ is not reachable at {redact_url(amqp_url)} ({type(error).__name__})"
         ) from error
+    answered = _node_of(connection, nodes)
+    if answered is None:
+        return connection
+    if answered != start:
+        log.warning(
+            "%s: connected to RabbitMQ at %s (node %d of %d); %s did not answer",
+            connection_name,
+            redact_url(urls[answered]),
+            answered + 1,
+            len(urls),
+            ", ".join(redact_url(urls[index]) for index in order[: order.index(answered)]),
+        )
+    _last_answered[amqp_url] = answered
+    return connection
+
+
+def _node_of(connection: pika.BlockingConnection, nodes: list[pika.URLParameters]) -> int | None:
+    """Which of `nodes` the connection went to. pika keeps the parameters that worked on
+    the connection underneath (BlockingConnection has no public accessor for them)."""
+    params = getattr(getattr(connection, "_impl", None), "params", None)
+    for index, node in enumerate(nodes):
+        if params is not None and (params.host, params.port) == (node.host, node.port):
+            return index
+    return None
 
 
 def connect_with_retry(

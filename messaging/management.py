@@ -23,6 +23,8 @@ from base64 import b64encode
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
+from messaging.settings import amqp_urls
+
 MANAGEMENT_PORT = 15672
 TIMEOUT_SECONDS = 3.0
 ENABLE_MANAGEMENT = "rabbitmq-plugins enable rabbitmq_management"
@@ -37,8 +39,9 @@ class ManagementError(RuntimeError):
 
 
 def first_url(amqp_url: str) -> str:
-    """The first of a comma-separated list of AMQP URLs (the nodes of one cluster)."""
-    return amqp_url.split(",")[0].strip()
+    """The first of a comma-separated list of AMQP URLs (the nodes of one cluster): the
+    node whose management API is asked, unless RABBITMQ_MANAGEMENT_URL says otherwise."""
+    return amqp_urls(amqp_url)[0]
 
 
 @dataclass(frozen=True)

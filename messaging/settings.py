@@ -15,16 +15,19 @@ own package (order_service/settings.py, ...) and messaging/ knows none of them:
         def own_settings(cls, env: EnvReader) -> dict[str, object]:
             return {"reservation_ttl": env.positive_number("COUPON_RESERVATION_TTL_SECONDS", 900.0)}
 
-A bad value is a `SettingsError` naming the variable, raised before anything starts.
+AMQP_URL may list the nodes of one cluster, comma-separated (`amqp_urls()` splits it, and
+every connection tries them in turn: messaging/connection.py). A bad value is a
+`SettingsError` naming the variable, raised before anything starts.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 
@@ -88,7 +91,7 @@ class ServiceSettings:
         defaults = cls()
         return cls(
             database_url=env.text(cls.DATABASE_VARIABLE, defaults.database_url),
-            amqp_url=env.text("AMQP_URL", defaults.amqp_url),
+            amqp_url=",".join(amqp_urls(env.text("AMQP_URL", defaults.amqp_url))),
             rabbitmq_management_url=env.optional_text("RABBITMQ_MANAGEMENT_URL"),
             outbox_retention_days=env.positive_number(
                 "OUTBOX_RETENTION_DAYS", defaults.outbox_retention_days
@@ -112,10 +115,45 @@ class ServiceSettings:
         return replace(self, **changes)
 
 
+def amqp_urls(amqp_url: str) -> list[str]:
+    """The URLs of a comma-separated AMQP_URL, in order (one for a single broker).
+
+    SettingsError when an entry is empty or not amqp(s)://, or when they name different
+    vhosts: the nodes of one cluster share their vhosts, and a failover to another vhost
+    would quietly find other queues. (A comma inside a password must be written %2C.)"""
+    urls = [url.strip() for url in amqp_url.split(",")]
+    for position, url in enumerate(urls, start=1):
+        where = f"entry {position} of {len(urls)}" if len(urls) > 1 else "the URL"
+        if not url:
+            raise SettingsError(
+                f"AMQP_URL has an empty entry ({where}): separate the nodes' URLs with "
+                "single commas, e.g. amqp://host-1:5672/%2F,amqp://host-2:5672/%2F"
+            )
+        if urlsplit(url).scheme not in ("amqp", "amqps"):
+            raise SettingsError(
+                f"AMQP_URL {where} must start with amqp:// or amqps://, got {redact_url(url)!r}"
+            )
+    vhosts = {_vhost(url) for url in urls}
+    if len(vhosts) > 1:
+        raise SettingsError(
+            f"AMQP_URL lists the nodes of one cluster, so every entry must name the same "
+            f"vhost; got {sorted(vhosts)}"
+        )
+    return urls
+
+
+def _vhost(url: str) -> str:
+    path = urlsplit(url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+# user:password@ after a scheme's //, the password up to the last @ before the next /:
+# every URL of a comma-separated list is matched, and a password with an @ or a comma
+# in it is hidden whole.
+_PASSWORD = re.compile(r"(//[^/@:,]*:)[^/]*@")
+
+
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***, fit for a log line."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL (or comma-separated URLs) with every password replaced by ***, fit for a
+    log line."""
+    return _PASSWORD.sub(r"\1***@", url)

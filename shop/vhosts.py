@@ -35,6 +35,7 @@ from messaging.management import (
     find_management_api,
     first_url,
 )
+from messaging.settings import amqp_urls
 from shop.process_tree import descendants
 
 RABBITMQCTL_SECONDS = 120
@@ -57,13 +58,14 @@ def new_name(prefix: str) -> str:
 
 @dataclass
 class Broker:
-    amqp_url: str  # the base URL; each user gets its own vhost on the same host
+    # The base URL (or the comma-separated URLs of a cluster's nodes); each user gets its
+    # own vhost on the same broker.
+    amqp_url: str
     management_url: str | None  # None: the management API does not answer
     batch: int = 1  # vhosts made and deleted per rabbitmqctl call
     _rabbitmqctl: RabbitmqctlVhosts | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.amqp_url = first_url(self.amqp_url)
         if self.management_url is None:
             self._rabbitmqctl = RabbitmqctlVhosts(self.user, self.batch)
 
@@ -76,15 +78,19 @@ class Broker:
 
     @property
     def user(self) -> str:
-        return urlsplit(self.amqp_url).username or "guest"
+        return urlsplit(first_url(self.amqp_url)).username or "guest"
 
     @property
     def password(self) -> str:
-        return urlsplit(self.amqp_url).password or "guest"
+        return urlsplit(first_url(self.amqp_url)).password or "guest"
 
     def url_for(self, vhost: str) -> str:
-        parts = urlsplit(self.amqp_url)
-        return urlunsplit(parts._replace(path="/" + quote(vhost, safe=""), query=""))
+        """The AMQP URL of `vhost`: every node's URL, with the vhost for its path."""
+        path = "/" + quote(vhost, safe="")
+        return ",".join(
+            urlunsplit(urlsplit(url)._replace(path=path, query=""))
+            for url in amqp_urls(self.amqp_url)
+        )
 
     def create_vhost(self, prefix: str = "test") -> str:
         """A new empty vhost `{prefix}-{random}` on which the user has every right, once it

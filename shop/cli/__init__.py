@@ -11,10 +11,11 @@ shop dlq replay QUEUE      move them back to QUEUE for another try
 shop docs [--check]        write the documents generated from the code (docs/asyncapi.yaml)
 shop loadtest flash-sale   a burst of distinct customers at a new flash sale, then a check
 shop chaos                 the whole shop under load and faults, then its invariants
+shop cluster up|status|down|grow   a RabbitMQ cluster on this machine (prints AMQP_URL=...)
 
 Each group of commands is a module here with a `register(commands)` that adds its
 subcommands: running.py (up, run, migrate, alembic, topology), operations.py (status, dlq,
-docs), trials.py (loadtest, chaos).
+docs), trials.py (loadtest, chaos), brokers.py (cluster).
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from messaging import dead_letters
 from messaging.connection import BrokerUnavailable
 from messaging.settings import SettingsError
 from shop.catalog import CATALOG
-from shop.cli import operations, running, trials
+from shop.cli import brokers, operations, running, trials
 from shop.cli.common import broker_help
 
-GROUPS = (running, operations, trials)
+GROUPS = (running, operations, trials, brokers)
 
 
 def main(argv: list[str] | None = None) -> int:

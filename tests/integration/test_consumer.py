@@ -15,6 +15,7 @@ import pika
 import pytest
 from sqlalchemy import func, select
 
+from messaging.connection import open_connection
 from messaging.database import make_engine, make_session_factory
 from messaging.envelope import Envelope
 from messaging.outbox import utcnow
@@ -126,7 +127,7 @@ def shop_command(amqp_url: str, *args: str) -> subprocess.CompletedProcess:
 def test_dead_letters_are_listed_with_their_reason_and_replayed(queue):
     amqp_url = queue
     poisoned = send(amqp_url, {"poison": True})
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection = open_connection(amqp_url, "tests: reject")
     channel = connection.channel()
     method, _props, _body = channel.basic_get(QUEUE)
     channel.basic_reject(method.delivery_tag, requeue=False)  # what the runner does to poison

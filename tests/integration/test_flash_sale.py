@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from messaging.management import first_url
 from tests.support.amqp import queue_depth, wait_until
 from tests.support.flash_sales import (
     burst,
@@ -136,7 +137,7 @@ def test_two_workers_on_one_sale_never_oversell(settings, make_app, start_in_thr
 def test_an_unreachable_broker_gives_503_quickly_and_the_gate_recovers_by_itself(
     settings, make_app, start_in_thread
 ):
-    parts = urlsplit(settings.amqp_url)
+    parts = urlsplit(first_url(settings.amqp_url))  # the proxy stands for one node
     proxy = TcpProxy(parts.hostname, parts.port or 5672)
     through_proxy = urlunsplit(parts._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}"))
     try:

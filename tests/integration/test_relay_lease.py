@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from messaging.connection import open_connection
 from messaging.database import make_session_factory
+from messaging.management import first_url
 from messaging.publisher import ConfirmingPublisher, Outgoing
 from order_service import events as order_events
 from order_service.models import OrderOutbox
@@ -72,7 +73,7 @@ def assert_no_transaction_of_the_relay_is_open(engine, database_url: str) -> Non
 def test_while_the_broker_stalls_the_relay_holds_no_transaction_and_no_lock(
     engine, database_url, amqp_url, start_in_thread
 ):
-    parts = urlsplit(amqp_url)
+    parts = urlsplit(first_url(amqp_url))  # the proxy stands for one node
     proxy = TcpProxy(parts.hostname, parts.port or 5672)
     through_proxy = urlunsplit(parts._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}"))
     try:

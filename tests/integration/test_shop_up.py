@@ -34,9 +34,9 @@ def healthz_answered(base: str) -> float:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
-            if sample.name == "shop_http_requests_total" and labels["endpoint"] == "/healthz":
-                if labels["status"] == "200":
-                    return sample.value
+            wanted = labels.get("endpoint") == "/healthz" and labels.get("status") == "200"
+            if sample.name == "shop_http_requests_total" and wanted:
+                return sample.value
     return 0.0
 
 

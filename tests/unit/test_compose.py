@@ -1,10 +1,12 @@
 import re
 import shlex
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from messaging.settings import amqp_urls
 from shop.catalog import CATALOG
 from shop.processes import process_specs
 
@@ -142,3 +144,84 @@ def test_the_dockerfile_starts_the_shop_command():
     # The tree itself is installed: each service's migrations are package data of it.
     assert re.search(r"pip install [^\n]*\s\.$", dockerfile, re.MULTILINE)
     assert re.search(r"^USER (?!root)\S+", dockerfile, re.MULTILINE), "runs as root"
+
+
+# The `cluster` profile: a second shop on three RabbitMQ nodes (compose.yaml's header).
+NODES = ["rabbit-1", "rabbit-2", "rabbit-3"]
+CLUSTER_CONFIG = ROOT / "deploy" / "rabbitmq-cluster.conf"
+
+
+def in_cluster_profile(service: dict) -> bool:
+    return "cluster" in (service.get("profiles") or [])
+
+
+def test_the_default_stack_knows_nothing_of_the_cluster(services):
+    default = {name: service for name, service in services.items() if not service.get("profiles")}
+    assert set(default) >= {"rabbitmq", "postgres", "migrate", *PROCESS_NAMES}
+    for name, service in default.items():
+        assert not set(service.get("depends_on") or {}) - set(default), name
+        environment = service.get("environment") or {}
+        if "AMQP_URL" in environment:
+            assert environment["AMQP_URL"] == "amqp://guest:guest@rabbitmq:5672/%2F", name
+
+
+@pytest.mark.parametrize("name", NODES)
+def test_the_cluster_profile_has_three_rabbitmq_nodes(services, name):
+    node = services[name]
+    assert in_cluster_profile(node)
+    assert node["image"].startswith("rabbitmq:") and "management" in node["image"]
+    assert node["hostname"] == name  # its node name is rabbit@<hostname>
+    mounts = [str(volume) for volume in node["volumes"]]
+    assert "./deploy/rabbitmq-cluster.conf:/etc/rabbitmq/conf.d/20-cluster.conf:ro" in mounts
+    assert any(mount.endswith(":/var/lib/rabbitmq") for mount in mounts)  # its own data
+    # Healthy only once all three run in one cluster, so queues get all three members.
+    assert "await_online_nodes 3" in " ".join(node["healthcheck"]["test"])
+
+
+def test_the_nodes_publish_distinct_ports(services):
+    published = [str(port).split(":")[0] for name in NODES for port in services[name]["ports"]]
+    assert len(published) == len(set(published)) == 6
+
+
+def test_the_nodes_find_each_other_by_classic_config_peer_discovery(services):
+    settings = {}
+    for line in CLUSTER_CONFIG.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, value = (part.strip() for part in line.split("=", 1))
+            settings[key] = value
+    assert settings.pop("cluster_formation.peer_discovery_backend") == "classic_config"
+    listed = {
+        value
+        for key, value in settings.items()
+        if key.startswith("cluster_formation.classic_config.nodes.")
+    }
+    assert listed == {f"rabbit@{services[name]['hostname']}" for name in NODES}
+
+
+def test_the_nodes_share_one_erlang_cookie_from_the_environment(services):
+    cookies = {services[name]["environment"]["RABBITMQ_ERLANG_COOKIE"] for name in NODES}
+    assert len(cookies) == 1
+    (cookie,) = cookies
+    assert re.fullmatch(r"\$\{RABBITMQ_ERLANG_COOKIE(:?-)?\}", cookie), "a literal cookie"
+
+
+@pytest.mark.parametrize("name", [*PROCESS_NAMES, "migrate"])
+def test_every_shop_process_has_a_copy_on_the_cluster_that_lists_all_three_nodes(services, name):
+    default, copy = services[name], services[f"cluster-{name}"]
+    assert in_cluster_profile(copy)
+    assert command_words(copy) == command_words(default)
+    assert not set(CONTRACT_VARIABLES) - environment_names(copy)
+    urls = amqp_urls(copy["environment"]["AMQP_URL"])  # also: a valid AMQP_URL
+    assert sorted(urlsplit(url).hostname for url in urls) == NODES
+    assert {urlsplit(url).port for url in urls} == {5672}
+    for variable in CONTRACT_VARIABLES:
+        if variable.endswith("_DATABASE_URL"):
+            assert "@cluster-postgres:5432/" in copy["environment"][variable]
+    for node in NODES:
+        assert copy["depends_on"][node]["condition"] == "service_healthy"
+
+
+def test_the_shop_on_the_cluster_has_its_own_web_port_and_database(services):
+    assert [str(port) for port in services["cluster-web"]["ports"]] == ["8001:8000"]
+    assert in_cluster_profile(services["cluster-postgres"])
+    assert services["cluster-postgres"]["volumes"][0].startswith("cluster-postgres-data:")

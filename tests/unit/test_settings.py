@@ -1,7 +1,7 @@
 import pytest
 
 from coupon_service.settings import CouponSettings
-from messaging.settings import SettingsError, redact_url
+from messaging.settings import SettingsError, amqp_urls, redact_url
 from notification_service.settings import NotificationSettings
 from order_service.settings import OrderSettings
 from shop.catalog import CATALOG
@@ -83,3 +83,57 @@ def test_a_change_reaches_every_service_that_has_the_setting_and_no_other():
 def test_passwords_never_reach_a_log_line():
     assert redact_url("amqp://guest:s3cret@host:5672/%2F") == "amqp://guest:***@host:5672/%2F"
     assert redact_url("sqlite:///var/orders.db") == "sqlite:///var/orders.db"
+
+
+CLUSTER = "amqp://u:p@rabbit-1:5672/shop,amqp://u:p@rabbit-2:5672/shop,amqp://u:p@rabbit-3/shop"
+
+
+def test_amqp_url_may_list_the_nodes_of_a_cluster():
+    settings = OrderSettings.from_env({"AMQP_URL": CLUSTER.replace(",", " , ")})
+    assert settings.amqp_url == CLUSTER  # spaces around the commas are dropped
+    assert amqp_urls(settings.amqp_url) == CLUSTER.split(",")
+    assert amqp_urls("amqps://u:p@broker/%2F") == ["amqps://u:p@broker/%2F"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("amqp://a/%2F,,amqp://b/%2F", r"empty entry \(entry 2 of 3\)"),
+        ("amqp://a/%2F,", r"empty entry \(entry 2 of 2\)"),
+        ("http://broker:15672", "must start with amqp:// or amqps://"),
+        ("amqp://a/%2F,broker:5672", "entry 2 of 2 must start with amqp://"),
+        ("amqp://a/shop,amqp://b/other", "same vhost"),
+        ("amqp://a/%2F,amqp://b", None),  # %2F and no path are both the default vhost
+    ],
+)
+def test_a_bad_amqp_url_is_a_clear_error(value, message):
+    if message is None:
+        assert len(OrderSettings.from_env({"AMQP_URL": value}).amqp_url.split(",")) == 2
+        return
+    with pytest.raises(SettingsError, match=message):
+        OrderSettings.from_env({"AMQP_URL": value})
+
+
+def test_a_bad_amqp_url_error_shows_no_password():
+    with pytest.raises(SettingsError) as raised:
+        OrderSettings.from_env({"AMQP_URL": "amqp://u:s3cret@a/%2F,http://u:s3cret@b/"})
+    assert "s3cret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        (
+            "amqp://u:p1@a:5672/%2F,amqp://u:p2@b/%2F,amqp://u:p3@c/%2F",
+            "amqp://u:***@a:5672/%2F,amqp://u:***@b/%2F,amqp://u:***@c/%2F",
+        ),
+        ("amqp://u:p1@a,amqp://v:p2@b/x", "amqp://u:***@a,amqp://v:***@b/x"),  # no path
+        ("amqp://a:5672/%2F,amqp://u:p2@b/%2F", "amqp://a:5672/%2F,amqp://u:***@b/%2F"),
+        ("amqp://u:p@ss@host/%2F", "amqp://u:***@host/%2F"),  # an @ in the password
+        ("postgresql+psycopg://u:pa,ss@db/orders", "postgresql+psycopg://u:***@db/orders"),
+        ("postgresql://u:p@h1:5432,h2:5432/db", "postgresql://u:***@h1:5432,h2:5432/db"),
+        ("amqp://guest@host/%2F", "amqp://guest@host/%2F"),  # no password: as it was
+    ],
+)
+def test_every_password_of_a_list_is_redacted(url, redacted):
+    assert redact_url(url) == redacted
