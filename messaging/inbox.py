@@ -1,8 +1,9 @@
 """The inbox: an idempotent consumer remembers every message it has handled.
 
-The consumer inserts (queue, message_id) in the same transaction as the message's
-effect. A second delivery of the same message finds the row there and changes nothing;
-two deliveries handled at once collide on the primary key, and the second is a duplicate.
+The consumer inserts (queue, message_id) in the same transaction as the message's effect
+(a whole batch of them with one statement). A second delivery of the same message finds
+the row there and changes nothing; two deliveries handled at once collide on the primary
+key, and the second is a duplicate.
 
 Each service maps the columns below onto its own table:
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import String, delete
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -32,23 +33,42 @@ class InboxColumns:
     handled_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
-def first_delivery(
-    session: Session, model: type[InboxColumns], *, queue: str, message_id: str, message_type: str
-) -> bool:
-    """Record the message in the caller's transaction; False if it was handled before.
+def first_deliveries(
+    session: Session, model: type[InboxColumns], queue: str, messages: list[tuple[str, str]]
+) -> set[str]:
+    """Record every message of a batch, [(message_id, message_type)], in the caller's
+    transaction; the ids that were new (the others were handled before).
 
-    One statement, `INSERT ... ON CONFLICT DO NOTHING RETURNING`: nothing inserted, nothing
-    returned, a duplicate.
-    On PostgreSQL a concurrent delivery of the same message waits for the first
-    transaction and then inserts nothing (it committed) or inserts (it rolled back).
+    One statement, `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING
+    message_id`: what comes back was inserted, what does not is a duplicate. The rows go in
+    sorted by id, so two consumers inserting overlapping batches on PostgreSQL take the
+    keys' locks in one order and never deadlock: a concurrent delivery of the same message
+    waits for the first transaction, then inserts nothing (it committed) or inserts (it
+    rolled back).
     """
+    if not messages:
+        return set()
     dialect = session.get_bind().dialect.name
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     table = model.__table__
+    now = utcnow()
+    rows = [
+        {"queue": queue, "message_id": message_id, "message_type": message_type, "handled_at": now}
+        for message_id, message_type in sorted(dict(messages).items())
+    ]
     statement = (
         insert(table)
-        .values(queue=queue, message_id=message_id, message_type=message_type, handled_at=utcnow())
+        .values(rows)
         .on_conflict_do_nothing()
         .returning(table.c.message_id)  # a row back means it was inserted (rowcount is unreliable)
     )
-    return session.execute(statement).first() is not None
+    return set(session.scalars(statement))
+
+
+def forget(session: Session, model: type[InboxColumns], queue: str, message_ids: list[str]) -> None:
+    """Take back the inbox rows of messages whose handling failed in this transaction, so
+    that their redelivery is handled, not taken for a duplicate."""
+    if message_ids:
+        session.execute(
+            delete(model).where(model.queue == queue, model.message_id.in_(message_ids))
+        )
