@@ -15,6 +15,7 @@ from messaging.publisher import ConfirmingPublisher
 from order_service import handlers
 from order_service.models import Order, OrderOutbox
 from order_service.schemas import OrderIn
+from shop.tcp_proxy import TcpProxy
 from tests.support.amqp import declare, queue_depth, take_all, wait_until
 from tests.support.orders import (
     ADMIN,
@@ -24,7 +25,6 @@ from tests.support.orders import (
     order_settings,
     relay_for,
 )
-from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from messaging.database import make_session_factory
 from messaging.publisher import ConfirmingPublisher, Outgoing
 from order_service import handlers
 from order_service.models import OrderOutbox
+from shop.tcp_proxy import TcpProxy
 from tests.support.amqp import take_all, wait_until
 from tests.support.orders import add_events, migrated_outbox, relay_for
-from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
