@@ -15,6 +15,7 @@ shop lab list|run|check    the teaching labs: run one, break it, check them all
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import secrets
 import signal
@@ -294,7 +295,7 @@ def cmd_lab_list(_args: argparse.Namespace, _settings: Settings) -> int:
 def cmd_lab_run(args: argparse.Namespace, settings: Settings) -> int:
     from shop.labs import commands
 
-    broker = lab_broker(settings)
+    broker = functools.partial(lab_broker, settings)  # found once the lab's name is known
     return commands.run_one(args.name, args.broken, args.json, broker, sys.stdout, sys.stderr)
 
 

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 from shop.labs import (
     acknowledgements,
+    competing_consumers,
+    confirms,
+    delivery_limit,
     durability,
     fair_dispatch,
     hello_queue,
+    inbox,
+    outbox,
+    peak_shaving,
+    poison,
     publish_subscribe,
     routing,
     rpc,
+    saga,
     topics,
     work_queue,
 )
@@ -33,6 +41,14 @@ LABS: tuple[Lab, ...] = tuple(
         routing,
         topics,
         rpc,
+        outbox,
+        inbox,
+        poison,
+        delivery_limit,
+        confirms,
+        peak_shaving,
+        saga,
+        competing_consumers,
     )
 )
 

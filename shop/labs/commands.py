@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -29,21 +29,27 @@ def list_labs(out: IO[str]) -> int:
 
 
 def run_one(
-    name: str, broken: bool, as_json: bool, broker: Broker, out: IO[str], err: IO[str]
+    name: str,
+    broken: bool,
+    as_json: bool,
+    broker: Callable[[], Broker],
+    out: IO[str],
+    err: IO[str],
 ) -> int:
+    """`broker()` finds the broker (and its management API) once the lab is known."""
     lab = find(name)
     if lab is None:
         err.write(f"shop lab: no lab named {name!r}; the labs are: {names()}\n")
         return 2
     variant = "broken" if broken else "sound"
     with logs_to(runner.REPORTS / f"{lab.name}-{variant}.log") as log_file:
-        report = runner.run_lab(lab, broken, broker)
+        report = runner.run_lab(lab, broken, broker())
     path = runner.save(report)
+    if report.could_not_run:
+        err.write(f"shop lab: {lab.name}: {report.error}\n")
     if as_json:
         out.write(json.dumps(report.as_json()) + "\n")
-    elif report.could_not_run:
-        err.write(f"shop lab: {lab.name}: {report.error}\n")
-    else:
+    elif not report.could_not_run:
         out.write(as_text(lab, report, path, log_file))
     return report.exit_code
 

@@ -48,69 +48,13 @@ post /api/products '{"sku": "TEA-1", "name": "Green tea", "price_cents": 450, "s
 
 FIRST_PIPELINE_LAB = "outbox"
 
-# The pipeline's labs, by hand only until each becomes a runnable lab module.
-BY_HAND_ONLY = """
-## The pipeline, by hand
-
-These are not runnable labs yet: try them on `make run`.
-
-### The broker goes away; the orders do not
-
-1. `sudo rabbitmqctl stop_app` (or `docker compose stop rabbitmq`).
-2. Place three orders (the same command three times):
-   `post /api/orders '{"customer": {"name": "Ann", "phone": "+4930123456"},
-   "items": [{"sku": "TEA-1", "quantity": 1}]}'`.
-   Every one answers 201. The relay logs that it lost the broker and is reconnecting.
-3. `sqlite3 var/orders.db 'select id, event_type, sent_at from order_outbox'`: the events wait.
-4. `sudo rabbitmqctl start_app`. Within seconds the relay reconnects and publishes;
-   `shop status` shows them in `inventory.orders`, in order.
-
-Question: what would a service that published inside the request have answered in step 2?
-### Poison and the dead-letter queue
-
-1. Open the management UI (http://localhost:15672, guest/guest), queue `inventory.orders`,
-   and publish a message with the payload `{not json` and a `message_id` property. The
-   inventory log says "poison message dead-lettered" and goes on with the next order.
-2. `shop dlq list inventory.orders` shows it with `reason=rejected`.
-3. `shop dlq replay inventory.orders` moves it back for another try.
-### What confirms cost
-
-`make bench` publishes 20,000 events four ways: raw pika without confirms, the relay on
-SQLite and PostgreSQL, and one synchronous confirm per message. Read `messaging/publisher.py`
-to see why the relay is as fast as unconfirmed publishing while being safe.
-### The same key twice
-
-Send the same order twice with `-H 'Idempotency-Key: abc'`: the same order comes back.
-Change the quantity and keep the key: 409. Why is the key stored in the same transaction
-as the order?
-### A saga without a coordinator
-
-Create a coupon (`post /api/coupons '{"code": "LAB", "amount_off_cents": 100}'`), set the
-stock of TEA-1 to 1 (`curl -X PUT .../api/products/TEA-1/stock -d '{"stock": 1}' ...`), and
-order 2 with the coupon. Read the timeline: the inventory says no, the order is rejected,
-the coupon service releases the coupon, the customer gets one SMS. Which service decided
-each step? Where would you add a payment service?
-### A flash sale, and what a bounded queue buys you
-
-Freeze the order process (`kill -STOP <pid>` of `shop run order`: nobody decides tickets
-now) and start a burst in another terminal:
-`shop loadtest flash-sale --customers 3000 --concurrency 50 --quota 10 --timeout 120`.
-It makes its own product and sale. Watch `flash-sale.requests` fill to
-FLASH_SALE_QUEUE_LIMIT in `shop status` (or on `/dashboard`), and the 429s take over.
-Within the two minutes, `kill -CONT <pid>`: the worker decides every admitted ticket, sells
-exactly 10, the rest are LOST with "sold out", and the report's invariants all say ok. Then
-read `order_service/admission.py`: which requests never touched the broker at all?
-"""
-
 
 def render() -> str:
-    pipeline_starts = next(
-        (number(lab) for lab in LABS if lab.name == FIRST_PIPELINE_LAB), len(LABS) + 1
-    )
+    pipeline_starts = next(number(lab) for lab in LABS if lab.name == FIRST_PIPELINE_LAB)
     contents = "\n".join(f"{number(lab)}. [{lab.title}](#{anchor(lab)})" for lab in LABS)
     intro = INTRO.replace("@LAST_TUTORIAL_LAB@", str(pipeline_starts - 1))
     intro = intro.replace("@CONTENTS@", contents)
-    return intro + "".join(section(lab) for lab in LABS) + BY_HAND_ONLY
+    return intro + "".join(section(lab) for lab in LABS)
 
 
 def anchor(lab: Lab) -> str:

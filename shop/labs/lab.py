@@ -19,17 +19,20 @@ a format string over the figures, the one line that says what happened.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pika
 
 from shop import broker_nodes
+from shop.tcp_proxy import TcpProxy
 
 Figures = dict[str, Any]
 
@@ -236,3 +239,16 @@ def settle(amqp_url: str, queues: list[str], workers: list[Worker], quiet: float
         )
 
     return wait_for(settled, 10.0, pause=0.05)
+
+
+@contextlib.contextmanager
+def cuttable(amqp_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A TCP proxy in front of the broker (shop/tcp_proxy.py) and the AMQP URL through it:
+    cutting it is what a lost broker looks like to a client, while the broker runs on."""
+    parts = urlsplit(amqp_url)
+    proxy = TcpProxy(parts.hostname or "localhost", parts.port or 5672)
+    credentials = parts.netloc.rpartition("@")[0]
+    try:
+        yield proxy, urlunsplit(parts._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}"))
+    finally:
+        proxy.close()

@@ -96,10 +96,12 @@ def run_lab(lab: Lab, broken: bool, broker: Broker) -> Report:
                     with _vhosts:
                         broker.delete_vhost(vhost)
     except COULD_NOT_RUN as error:
-        return _failed(lab, variant, run, started, f"could not run: {error}", could_not_run=True)
+        why = f"could not run: {one_line(error)}"
+        return _failed(lab, variant, run, started, why, could_not_run=True)
     except Exception as error:  # a bug in the lab, or the broker failed it halfway
         log.exception("lab %s (%s) crashed", lab.name, variant)
-        return _failed(lab, variant, run, started, f"crashed: {type(error).__name__}: {error}")
+        why = f"crashed: {type(error).__name__}: {one_line(error)}"
+        return _failed(lab, variant, run, started, why)
     return Report(
         lab=lab.name,
         variant=variant,
@@ -143,6 +145,11 @@ def save(report: Report, directory: Path = REPORTS) -> Path:
     path = directory / f"{report.lab}-{report.variant}.json"
     path.write_text(json.dumps(report.as_json(), indent=2) + "\n")
     return path
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _create_vhost(broker: Broker, lab_name: str) -> str:

@@ -1,0 +1,261 @@
+"""The one door from the labs to the shop's own mechanisms: messaging/ and the services.
+
+Labs 10-17 build their experiments from the shop's real parts (the outbox and its relay,
+the consumer runner and its inbox, dead-letter replay, the confirming publisher, the
+bounded queue, the services themselves) and reach them only through this module, so when
+a constructor changes, this is the one file that follows it. A lab keeps its own tables
+in a small SQLite database in its scratch directory.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pika
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from messaging.connection import CONNECTION_ERRORS, close_quietly, open_connection
+from messaging.consumer import ConsumerRunner, QueueWorker
+from messaging.database import make_engine, make_session_factory
+from messaging.dead_letters import replay_dead_letters
+from messaging.envelope import Envelope, PoisonMessage
+from messaging.inbox import InboxColumns
+from messaging.outbox import Outbox, OutboxColumns
+from messaging.publisher import ConfirmingPublisher, Outcome, Outgoing, PublishFailed
+from messaging.relay import OutboxRelay
+from messaging.topology import (
+    DELIVERY_LIMIT,
+    EVENTS_EXCHANGE,
+    WORK_QUEUES,
+    WorkQueue,
+    declare_topology,
+    queue_arguments,
+)
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "DELIVERY_LIMIT",
+    "EVENTS_EXCHANGE",
+    "SERVICE_QUEUES",
+    "SHOP_QUEUE",
+    "ConfirmingPublisher",
+    "Envelope",
+    "InboxColumns",
+    "Outbox",
+    "OutboxColumns",
+    "Outcome",
+    "Outgoing",
+    "PoisonMessage",
+    "PublishFailed",
+]
+
+SHOP_QUEUE = "inventory.orders"  # a work queue of the shop, declared as the shop declares it
+FLASH_SALE_QUEUE_LIMIT = 1000  # what the shop's own topology needs; the labs bound their own
+SERVICE_QUEUES = tuple(queue.name for queue in WORK_QUEUES)  # each consumed by its service
+
+
+def database(workdir: Path, metadata: Any) -> tuple[Engine, sessionmaker[Session]]:
+    """The lab's SQLite database, with the shop's engine settings and the lab's tables."""
+    engine = make_engine(f"sqlite:///{workdir / 'lab.db'}")
+    metadata.create_all(engine)
+    return engine, make_session_factory(engine)
+
+
+def declare_shop_topology(amqp_url: str) -> None:
+    """Every exchange and queue of the shop (CONTRACT.md), in the lab's vhost."""
+    connection = open_connection(amqp_url, "lab: topology")
+    try:
+        declare_topology(connection.channel(), FLASH_SALE_QUEUE_LIMIT)
+    finally:
+        close_quietly(connection)
+
+
+def declare_work_queue(channel: Any, name: str, *, delivery_limit: bool = True) -> None:
+    """A queue shaped like the shop's work queues (quorum, dead-lettering into NAME.dead
+    through `shop.dead-letter`), with or without the delivery limit."""
+    declare_topology(channel, FLASH_SALE_QUEUE_LIMIT)  # the dead-letter exchange among it
+    arguments = queue_arguments(WorkQueue(name, "lab"), FLASH_SALE_QUEUE_LIMIT)
+    if not delivery_limit:
+        del arguments["x-delivery-limit"]
+    channel.queue_declare(f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_bind(f"{name}.dead", arguments["x-dead-letter-exchange"], name)
+    channel.queue_declare(name, durable=True, arguments=arguments)
+
+
+def declare_bounded_queue(channel: Any, name: str, limit: int | None) -> None:
+    """A queue shaped like `flash-sale.requests`: at most `limit` messages, and a publish
+    beyond that is refused (`reject-publish`: the publisher's confirm is a nack); with
+    `limit` None, the same queue without the bound."""
+    declare_topology(channel, FLASH_SALE_QUEUE_LIMIT)  # the dead-letter exchange among it
+    arguments = queue_arguments(WorkQueue(name, "lab", bounded=limit is not None), limit or 0)
+    channel.queue_declare(name, durable=True, arguments=arguments)
+
+
+def make_relay(engine: Engine, model: type[OutboxColumns], amqp_url: str) -> OutboxRelay:
+    return OutboxRelay(
+        engine=engine,
+        model=model,
+        amqp_url=amqp_url,
+        flash_sale_queue_limit=FLASH_SALE_QUEUE_LIMIT,
+        name="lab relay",
+    )
+
+
+def make_consumer(
+    queue: str,
+    handler: Callable[[Session, Envelope], None],
+    engine: Engine,
+    inbox_model: type[InboxColumns],
+    amqp_url: str,
+    **options: Any,
+) -> ConsumerRunner:
+    """The shop's consumer runner: inbox and handler in one transaction, ack after commit;
+    options: `prefetch`, `max_retry_delay`, `name`."""
+    return ConsumerRunner(
+        queue=queue,
+        handler=handler,
+        engine=engine,
+        inbox_model=inbox_model,
+        amqp_url=amqp_url,
+        flash_sale_queue_limit=FLASH_SALE_QUEUE_LIMIT,
+        **{"name": f"lab consumer {queue}", **options},
+    )
+
+
+def make_worker(
+    queue: str, amqp_url: str, on_message: Callable[[bytes], None], name: str
+) -> QueueWorker:
+    """The shop's reconnecting worker loop (its prefetch, its reconnects), calling
+    `on_message(body)` and acking after it; for work that keeps its state elsewhere."""
+    return _AckAfter(
+        on_message=on_message,
+        queue=queue,
+        engine=make_engine("sqlite://"),  # the worker base wants one; this work needs none
+        amqp_url=amqp_url,
+        flash_sale_queue_limit=FLASH_SALE_QUEUE_LIMIT,
+        name=name,
+    )
+
+
+class _AckAfter(QueueWorker):
+    def __init__(self, *, on_message: Callable[[bytes], None], **options: Any) -> None:
+        super().__init__(**options)
+        self.on_message = on_message
+
+    def handle_delivery(self, connection, channel, method, properties, body) -> None:  # type: ignore[no-untyped-def]
+        self.on_message(body)
+        channel.basic_ack(method.delivery_tag)
+
+
+def replay(amqp_url: str, queue: str) -> int:
+    """`shop dlq replay QUEUE`: move its dead letters back; how many moved."""
+    connection = open_connection(amqp_url, "lab: replay")
+    try:
+        return replay_dead_letters(connection, connection.channel(), queue)
+    finally:
+        close_quietly(connection)
+
+
+def event_to_queue(queue: str, envelope: Envelope) -> Outgoing:
+    return Outgoing.to_queue(queue, envelope)
+
+
+def confirming_publisher(
+    connection: pika.BlockingConnection, confirm_timeout: float = 10.0
+) -> ConfirmingPublisher:
+    return ConfirmingPublisher(connection, connection.channel(), confirm_timeout)
+
+
+@dataclass
+class Running:
+    """Something with `.run(stop)` (a relay, a consumer, a service) on a thread of its own."""
+
+    target: Any
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self.target.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=20)
+
+
+# The whole shop, for the saga lab: the four services as threads, the web app in process.
+
+_migrations = threading.Lock()
+
+
+@dataclass
+class ServiceThread:
+    """`shop run NAME`, as something Running can run."""
+
+    name: str
+    settings: Any
+
+    def run(self, stop: threading.Event) -> None:
+        from shop.processes import RUNNABLES
+
+        RUNNABLES[self.name][1](self.settings, stop)
+
+
+@dataclass
+class Shop:
+    settings: Any
+    client: Any  # a Flask test client of the order service's web app
+    app: Any
+    services: list[Running]
+
+    def close(self) -> None:
+        for service in self.services:
+            service.close()
+        self.app.extensions["shop"].flash_sales.close()
+
+
+def start_shop(workdir: Path, amqp_url: str, admin_token: str) -> Shop:
+    """Every service on its own migrated SQLite database in `workdir`, running as threads,
+    and a test client of the web app, all on the lab's vhost."""
+    from messaging.migrations import upgrade
+    from messaging.settings import Settings
+    from order_service.app import create_app
+    from shop.processes import RUNNABLES, SERVICE_DATABASES
+
+    urls = {service: f"sqlite:///{workdir / f'{service}.db'}" for service in SERVICE_DATABASES}
+    with _migrations:  # alembic keeps global state: one migration at a time per process
+        for service, url in urls.items():
+            upgrade(service, url)
+    settings = Settings(
+        amqp_url=amqp_url,
+        order_database_url=urls["order_service"],
+        inventory_database_url=urls["inventory_service"],
+        coupon_database_url=urls["coupon_service"],
+        notification_database_url=urls["notification_service"],
+        admin_token=admin_token,
+    )
+    declare_shop_topology(amqp_url)
+    services = [Running(ServiceThread(name, settings)) for name in RUNNABLES]
+    app = create_app(settings)
+    return Shop(settings, app.test_client(), app, services)
+
+
+def consumers_of(amqp_url: str, queue: str) -> int:
+    connection = open_connection(amqp_url, "lab: consumers")
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.consumer_count
+    finally:
+        close_quietly(connection)
+
+
+def unbind_event(amqp_url: str, queue: str, event_type: str) -> None:
+    """Take one binding of the shop's topology away: `queue` no longer hears `event_type`."""
+    connection = open_connection(amqp_url, "lab: unbind")
+    try:
+        connection.channel().queue_unbind(queue, EVENTS_EXCHANGE, event_type)
+    finally:
+        close_quietly(connection)
