@@ -66,16 +66,11 @@ def section(lab: Lab) -> str:
         f'\n<a id="{anchor(lab)}"></a>\n## {number(lab)}. {lab.title}\n',
         f"**{lab.question}**\n",
         lab.explanation + "\n",
-        f"- `shop lab run {lab.name}` (sound: *{lab.sound.label}*): {lab.sound.does}.",
-        f"- `shop lab run {lab.name} --broken` (*{lab.broken.label}*): {lab.broken.does}.",
+        f"- `shop lab run {lab.name}` (sound: {lab.sound.label}): {lab.sound.does}.",
+        f"- `shop lab run {lab.name} --broken` (broken: {lab.broken.label}): {lab.broken.does}.",
         f"- The guarantee: {lab.guarantee}.",
         f"- What each run measures and prints: \u201c{lab.outcome}\u201d.",
     ]
-    if lab.needs_broker_node:
-        parts.append(
-            "- It restarts a broker, so it runs on a throwaway node started from the "
-            "distribution's `rabbitmq-server` (installed where CI runs), never the shared one."
-        )
     parts.append(f"\n**Read:** {lab.read}\n")
     if lab.by_hand:
         parts.append(f"**By hand, on `make run`:**\n\n{lab.by_hand.strip()}\n")

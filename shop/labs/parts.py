@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from messaging.topology import (
     declare_topology,
     queue_arguments,
 )
+from shop.in_process import Running, ServiceThread
 
 __all__ = [
     "CONNECTION_ERRORS",
@@ -52,6 +53,7 @@ __all__ = [
     "Outgoing",
     "PoisonMessage",
     "PublishFailed",
+    "Running",
 ]
 
 SHOP_QUEUE = "inventory.orders"  # a work queue of the shop, declared as the shop declares it
@@ -171,38 +173,9 @@ def confirming_publisher(
     return ConfirmingPublisher(connection, connection.channel(), confirm_timeout)
 
 
-@dataclass
-class Running:
-    """Something with `.run(stop)` (a relay, a consumer, a service) on a thread of its own."""
-
-    target: Any
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self.thread = threading.Thread(target=self.target.run, args=(self.stop,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=20)
-
-
 # The whole shop, for the saga lab: the four services as threads, the web app in process.
 
 _migrations = threading.Lock()
-
-
-@dataclass
-class ServiceThread:
-    """`shop run NAME`, as something Running can run."""
-
-    name: str
-    settings: Any
-
-    def run(self, stop: threading.Event) -> None:
-        from shop.processes import RUNNABLES
-
-        RUNNABLES[self.name][1](self.settings, stop)
 
 
 @dataclass

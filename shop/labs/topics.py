@@ -17,8 +17,8 @@ LAB = Lab(
     name="topics",
     title="Topics: `*` and `#` bindings",
     question="Which queue gets which routing key, with `*` and `#` in the bindings?",
-    sound=Variant("lazy.#", "Q2 binds `*.*.rabbit` and `lazy.#`, as in the tutorial"),
-    broken=Variant("lazy.*", "Q2 binds `lazy.*` instead of `lazy.#`"),
+    sound=Variant("`lazy.#`", "Q2 binds `*.*.rabbit` and `lazy.#`, as in the tutorial"),
+    broken=Variant("`lazy.*`", "Q2 binds `lazy.*` instead of `lazy.#`"),
     guarantee="every key reaches exactly the queues whose patterns it matches",
     holds=lambda figures: figures["right"] == figures["keys"],
     outcome=(

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from messaging.migrations import upgrade
 from messaging.settings import Settings
-from shop.processes import RUNNABLES, SERVICE_DATABASES
+from shop.in_process import ServiceThread  # noqa: F401  (the tests import it from here)
+from shop.processes import SERVICE_DATABASES
 from tests.support.amqp import wait_until
 from tests.support.orders import ADMIN_TOKEN
 
@@ -35,17 +35,6 @@ def pipeline_settings(tmp_path: Path, database_url: str, amqp_url: str) -> Setti
         notification_database_url=urls["notification_service"],
         admin_token=ADMIN_TOKEN,
     )
-
-
-@dataclass
-class ServiceThread:
-    """`shop run NAME`, but as a thread: something `start_in_thread` can run."""
-
-    name: str
-    settings: Settings
-
-    def run(self, stop) -> None:  # type: ignore[no-untyped-def]
-        RUNNABLES[self.name][1](self.settings, stop)
 
 
 def environment(settings: Settings) -> dict[str, str]:
