@@ -65,7 +65,7 @@ to see why the relay is as fast as unconfirmed publishing while being safe.
 MESSAGES = 1200
 BATCH = 100
 STALL_AFTER = 400  # messages sent when the network stalls
-STALL_BYTES = 5000  # ... and it drops once this much is held up (or after half a second)
+STALL_BYTES = 5000  # ... and it drops once this much is held up (or after two seconds)
 QUEUE = "lab.events"
 
 
@@ -122,7 +122,7 @@ def measure(run: Run) -> Figures:
         publisher.start()
         wait_for(lambda: publisher.sent >= STALL_AFTER, 30)
         proxy.pause()
-        wait_for(lambda: proxy.held >= STALL_BYTES, 0.5)
+        wait_for(lambda: proxy.held >= STALL_BYTES, 2.0)
         proxy.cut()
         proxy.resume()  # what it held died with the connections; new ones may flow again
         run.say(

@@ -65,6 +65,7 @@ def measure(run: Run) -> Figures:
     connection = connect(run.amqp_url, "producer")
     channel = connection.channel()
     parts.declare_work_queue(channel, LIMITLESS_QUEUE, delivery_limit=False)
+    channel.confirm_delivery()  # a quorum queue has each one before the lab goes on
     failing = str(uuid.uuid4())
     channel.basic_publish("", queue, b'{"fail": true}', pika.BasicProperties(message_id=failing))
     for n in range(OTHERS):

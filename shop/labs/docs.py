@@ -1,5 +1,5 @@
 """docs/labs.md, generated from the lab modules (`shop lab docs > docs/labs.md`), so the page
-and the labs never drift apart; tests/unit/test_lab_docs.py fails when it is stale."""
+and the labs never drift apart; tests/unit/test_labs.py fails when it is stale."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from shop.labs.lab import Figures, Lab, Run, Variant, Worker, connect, wait_for
 LAB = Lab(
     name="fair-dispatch",
     title="Fair dispatch: a slow and a fast worker",
-    question="One worker is twenty times slower than the other: who does the work?",
+    question="One worker is forty times slower than the other: who does the work?",
     sound=Variant(
         "prefetch 1", "each worker sets `basic_qos(prefetch_count=1)`: one unacked task at most"
     ),
@@ -35,8 +35,8 @@ LAB = Lab(
     ),
 )
 
-TASKS = 30
-SLOW_SECONDS, FAST_SECONDS = 0.1, 0.005
+TASKS = 20
+SLOW_SECONDS, FAST_SECONDS = 0.2, 0.005
 
 
 @LAB.measure

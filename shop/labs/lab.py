@@ -47,7 +47,7 @@ class Variant:
     does: str  # a sentence: what this variant does differently
 
 
-@dataclass
+@dataclass(eq=False)  # each lab is one object; compared and hashed by identity
 class Lab:
     name: str
     title: str
@@ -225,7 +225,7 @@ class Worker:
             channel.basic_ack(method.delivery_tag)
 
 
-def settle(amqp_url: str, queues: list[str], workers: list[Worker], quiet: float = 0.3) -> bool:
+def settle(amqp_url: str, queues: list[str], workers: list[Worker], quiet: float = 0.5) -> bool:
     """Wait (10 s at most) until every queue is empty and no worker has handled anything
     for `quiet` seconds: then nothing more is on its way. False at the deadline."""
 

@@ -52,7 +52,7 @@ each step? Where would you add a payment service?
 
 SKU, COUPON = "TEA-1", "LAB"
 SETTLE_SECONDS = 30.0  # a rejected order's whole story takes well under a second when idle
-COMPENSATION_SECONDS = 4.0  # after the SMS, how long the release may still take
+COMPENSATION_SECONDS = 6.0  # after the SMS, how long the release may still take
 
 
 @LAB.measure
