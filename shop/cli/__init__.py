@@ -12,10 +12,11 @@ shop docs [--check]        write the documents generated from the code (docs/asy
 shop loadtest flash-sale   a burst of distinct customers at a new flash sale, then a check
 shop chaos                 the whole shop under load and faults, then its invariants
 shop cluster up|status|down|grow   a RabbitMQ cluster on this machine (prints AMQP_URL=...)
+shop lab list|run|check    the teaching labs: run one, break it, check them all
 
 Each group of commands is a module here with a `register(commands)` that adds its
 subcommands: running.py (up, run, migrate, alembic, topology), operations.py (status, dlq,
-docs), trials.py (loadtest, chaos), brokers.py (cluster).
+docs), trials.py (loadtest, chaos), brokers.py (cluster), labs.py (lab).
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from messaging import dead_letters
 from messaging.connection import BrokerUnavailable
 from messaging.settings import SettingsError
 from shop.catalog import CATALOG
-from shop.cli import brokers, operations, running, trials
+from shop.cli import brokers, labs, operations, running, trials
 from shop.cli.common import broker_help
 
-GROUPS = (running, operations, trials, brokers)
+GROUPS = (running, operations, trials, brokers, labs)
 
 
 def main(argv: list[str] | None = None) -> int:

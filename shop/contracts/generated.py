@@ -1,5 +1,6 @@
-"""`shop docs`: write every document generated from the code; `--check` says which
-committed one is stale instead (a test runs it, so a stale one fails `make test`).
+"""`shop docs`: write every document generated from the code (docs/asyncapi.yaml from the
+catalog, docs/labs.md from the labs); `--check` says which committed one is stale instead
+(a test runs it, so a stale one fails `make test`).
 
 Each document is a path under the repository and a function that renders its text.
 """
@@ -29,7 +30,16 @@ def asyncapi_yaml() -> str:
     return header + yaml.safe_dump(asyncapi.document(), sort_keys=False, width=100)
 
 
-DOCUMENTS: list[Generated] = [Generated("docs/asyncapi.yaml", asyncapi_yaml)]
+def labs_md() -> str:
+    from shop.labs.docs import render
+
+    return render()
+
+
+DOCUMENTS: list[Generated] = [
+    Generated("docs/asyncapi.yaml", asyncapi_yaml),
+    Generated("docs/labs.md", labs_md),
+]
 
 
 def stale(root: Path = ROOT) -> list[str]:

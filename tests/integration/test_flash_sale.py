@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from messaging.management import first_url
+from shop.tcp_proxy import TcpProxy
 from tests.support.amqp import queue_depth, wait_until
 from tests.support.flash_sales import (
     burst,
@@ -24,7 +25,6 @@ from tests.support.flash_sales import (
 )
 from tests.support.orders import ADMIN, a_product
 from tests.support.pipeline import wait_settled
-from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 

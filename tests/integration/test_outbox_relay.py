@@ -17,6 +17,7 @@ from order_service import events as order_events
 from order_service.commands import OrderIn
 from order_service.models import Order, OrderOutbox
 from order_service.use_cases import orders
+from shop.tcp_proxy import TcpProxy
 from tests.support.amqp import declare, queue_depth, take_all, wait_until
 from tests.support.orders import (
     ADMIN,
@@ -26,7 +27,6 @@ from tests.support.orders import (
     order_settings,
     relay_for,
 )
-from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 

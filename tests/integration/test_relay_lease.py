@@ -16,9 +16,9 @@ from messaging.management import first_url
 from messaging.publisher import ConfirmingPublisher, Outgoing
 from order_service import events as order_events
 from order_service.models import OrderOutbox
+from shop.tcp_proxy import TcpProxy
 from tests.support.amqp import take_all, wait_until
 from tests.support.orders import add_events, migrated_outbox, relay_for
-from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 

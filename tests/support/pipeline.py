@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from messaging.migrations import upgrade
-from shop import processes
 from shop.catalog import CATALOG, ShopSettings
+from shop.in_process import ServiceThread  # noqa: F401  (the tests import it from here)
 from tests.support.amqp import wait_until
 from tests.support.orders import ADMIN_TOKEN
 
@@ -29,17 +28,6 @@ def pipeline_settings(tmp_path: Path, database_url: str, amqp_url: str) -> ShopS
         upgrade(service, url)
         settings = settings.with_service(service.name, database_url=url)
     return settings
-
-
-@dataclass
-class ServiceThread:
-    """`shop run NAME`, but as a thread: something `start_in_thread` can run."""
-
-    name: str
-    settings: ShopSettings
-
-    def run(self, stop) -> None:  # type: ignore[no-untyped-def]
-        processes.run(self.name, self.settings, stop)
 
 
 def environment(settings: ShopSettings) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Producers and consumers agree: every event a service announces validates against every
 consumer's model for it, every queue reads exactly what its bindings route to it, and the
-committed docs/asyncapi.yaml is what the code generates. No broker: the catalog only."""
+committed docs/asyncapi.yaml is valid AsyncAPI 3.0. No broker: the catalog only."""
 
 import fnmatch
 import json
@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from messaging.envelope import Envelope
 from shop.catalog import CATALOG
-from shop.contracts import generated
 
 PUBLISHED = {event.TYPE: (service, event) for service in CATALOG for event in service.publishes}
 TOPOLOGY = CATALOG.topology()
@@ -144,10 +143,6 @@ def test_every_service_consumes_only_its_own_queues():
     for service in CATALOG:
         for queue in service.reads:
             assert TOPOLOGY.queue(queue).owner == service.name
-
-
-def test_the_committed_asyncapi_document_is_current():
-    assert generated.stale() == [], "run `shop docs` and commit what it wrote"
 
 
 def test_the_asyncapi_document_is_valid_asyncapi_3():

@@ -1,4 +1,7 @@
-"""A TCP proxy between the code under test and RabbitMQ that a test can cut and restore.
+"""A TCP proxy between a client and RabbitMQ that a test or a lab can cut and restore.
+
+Cutting it is what a lost broker looks like to a client: its connection drops and new
+ones are refused, while the broker itself (shared by others) runs on untouched.
 
 `cut()` drops every open connection and refuses new ones (they are accepted and closed
 at once, like a broker that went away); `restore()` lets traffic through again.
