@@ -32,6 +32,7 @@ from messaging.worker import ReconnectingWorker
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
+IDLE_WAIT = 0.5  # seconds between heartbeats served while nobody publishes
 CONFIRM_GRACE = 10.0  # the publisher's own confirm timeout: an answer always comes by then
 
 
@@ -91,7 +92,7 @@ class BackgroundPublisher(ReconnectingWorker):
 
     def _next_batch(self) -> list[tuple[Outgoing, Future[Outcome]]]:
         try:
-            batch = [self._pending.get(timeout=0.05)]
+            batch = [self._pending.get(timeout=IDLE_WAIT)]  # a put wakes it at once
         except queue.Empty:
             return []
         while len(batch) < MAX_BATCH:

@@ -2,7 +2,7 @@
 
 A service writes its state change and `outbox.add(session, ...)` in one transaction, so
 an event exists exactly when the change it reports was committed. It never publishes
-itself; the relay (messaging/relay.py) does, later, with confirms.
+itself; the relay (messaging/relay.py) does, with confirms, woken by the commit.
 
 Each service maps the columns below onto its own table:
 
@@ -20,6 +20,7 @@ from sqlalchemy import BigInteger, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from messaging.database import UtcDateTime
+from messaging.doorbell import Doorbell
 from messaging.envelope import Envelope
 from messaging.events import Event
 
@@ -60,11 +61,14 @@ class OutboxColumns:
 
 
 class Outbox:
-    """Adds events to one service's outbox table, inside the caller's transaction."""
+    """Adds events to one service's outbox table, inside the caller's transaction, and
+    rings its doorbell once that commits, so the relay publishes at once
+    (messaging/doorbell.py)."""
 
     def __init__(self, model: type[OutboxColumns], app_id: str) -> None:
         self.model = model
         self.app_id = app_id
+        self._bells: dict[str, Doorbell] = {}  # one per database the table is in
 
     def add(
         self, session: Session, event_type: str, body: dict[str, Any], *, correlation_id: str
@@ -81,7 +85,16 @@ class Outbox:
                 created_at=datetime.fromtimestamp(envelope.timestamp, UTC),
             )
         )
+        self._bell(session).ring_after_commit(session)
         return envelope
+
+    def _bell(self, session: Session) -> Doorbell:
+        engine = session.get_bind()
+        url = str(engine.url)
+        bell = self._bells.get(url)
+        if bell is None:
+            bell = self._bells[url] = Doorbell.of(engine, self.model.__tablename__)  # type: ignore[attr-defined,arg-type]
+        return bell
 
     def add_event(self, session: Session, event: Event, *, correlation_id: str) -> Envelope:
         """A typed event (messaging/events.py) into the outbox, in the caller's transaction."""
