@@ -36,7 +36,10 @@ def answers(url: str) -> bool:
 
 
 @contextmanager
-def running_shop(workdir: Path, amqp_url: str, **environment: str) -> Iterator[RunningShop]:
+def running_shop(
+    workdir: Path, amqp_url: str, *up_args: str, **environment: str
+) -> Iterator[RunningShop]:
+    """`shop up UP_ARGS...` in `workdir`, on `amqp_url`, with `environment` added."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "SHOP_ADMIN_TOKEN"}
     env.update(
@@ -48,7 +51,7 @@ def running_shop(workdir: Path, amqp_url: str, **environment: str) -> Iterator[R
     log = workdir / "shop-up.log"
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "shop", "up"],
+            [sys.executable, "-m", "shop", "up", *up_args],
             cwd=workdir,
             env=env,
             stdout=output,

@@ -23,6 +23,15 @@ from shop.supervisor import Supervisor
 
 def register(commands) -> None:  # type: ignore[no-untyped-def]
     up = commands.add_parser("up", help="run every process of the shop")
+    up.add_argument(
+        "--scale",
+        default="",
+        metavar="NAME=N[,NAME=N]",
+        help="replicas: N processes of a service (PostgreSQL only), or N web workers",
+    )
+    up.add_argument(
+        "--access-log", action="store_true", help="print a line per HTTP request (off: cheaper)"
+    )
     up.set_defaults(command=cmd_up)
 
     run = commands.add_parser("run", help="run one process")
@@ -51,6 +60,15 @@ def register(commands) -> None:  # type: ignore[no-untyped-def]
 
 
 def cmd_up(args: argparse.Namespace, settings: ShopSettings) -> int:
+    try:
+        scale = processes.parse_scale(args.scale)
+    except processes.ScaleError as error:
+        print(f"shop: {error}", file=sys.stderr)
+        return 2
+    problem = processes.replica_problem(settings, scale)
+    if problem:
+        print(f"shop: cannot scale {problem}", file=sys.stderr)
+        return 2
     close_quietly(open_connection(settings.amqp_url, "shop up: check", timeout=3))
     migrate_all(CATALOG.names, settings)
     order = settings.of("order")
@@ -63,7 +81,8 @@ def cmd_up(args: argparse.Namespace, settings: ShopSettings) -> int:
     print(f"shop: web app at http://{order.http_host}:{order.http_port}/")  # type: ignore[attr-defined]
     print(f"shop: admin token: {env['SHOP_ADMIN_TOKEN']}  (Authorization: Bearer <token>)")
     try:
-        return Supervisor(processes.process_specs(settings), env).run()
+        specs = processes.process_specs(settings, scale, access_log=args.access_log)
+        return Supervisor(specs, env).run()
     finally:
         shutil.rmtree(metrics, ignore_errors=True)
 

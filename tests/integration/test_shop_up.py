@@ -7,11 +7,15 @@ import signal
 import subprocess
 import sys
 
+import pika
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from messaging.connection import close_quietly, open_connection
+from shop.catalog import CATALOG
 from tests.support.amqp import wait_until
+from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.orders import a_product, an_order
 from tests.support.running_shop import answers, running_shop
 
@@ -91,3 +95,61 @@ def test_shop_up_without_a_broker_says_so_in_one_line(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert "RabbitMQ is not reachable at amqp://guest:***@127.0.0.1:1/" in line
     assert "docker compose up -d rabbitmq" in line and "rabbitmq-server" in line
+
+
+def consumers_of(amqp_url: str, queue: str) -> int:
+    connection = open_connection(amqp_url, "test: consumers")
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.consumer_count
+    except pika.exceptions.ChannelClosedByBroker:  # not declared yet
+        return 0
+    finally:
+        close_quietly(connection)
+
+
+def test_shop_up_scales_a_service_on_postgresql_and_the_replicas_share_its_queue(
+    tmp_path, amqp_url, postgres_base_url
+):
+    if postgres_base_url is None:
+        pytest.skip("no PostgreSQL: set TEST_POSTGRES_URL (CI does)")
+    database = create_postgres_database(postgres_base_url)
+    databases = {service.settings.DATABASE_VARIABLE: database for service in CATALOG}
+    try:
+        with running_shop(tmp_path, amqp_url, "--scale", "inventory=2", **databases) as shop:
+            wait_until(
+                lambda: consumers_of(amqp_url, "inventory.orders") == 2,
+                timeout=60,
+                what="two inventory processes on inventory.orders",
+            )
+            assert "started inventory-2" in shop.log_text()
+            token = (tmp_path / "var" / "admin-token").read_text().strip()
+            admin = {"Authorization": f"Bearer {token}"}
+            product = a_product(stock=100)
+            assert requests.post(shop.base + "/api/products", json=product, headers=admin).ok
+            ids = [
+                requests.post(shop.base + "/api/orders", json=an_order(("TEA-1", 1))).json()["id"]
+                for _ in range(20)
+            ]
+            for order_id in ids:
+                wait_until(
+                    lambda order_id=order_id: status_of(shop.base, order_id) == "CONFIRMED",
+                    timeout=30,
+                    what=f"order {order_id} to be confirmed",
+                )
+    finally:
+        drop_postgres_database(postgres_base_url, database)
+
+
+def test_shop_up_will_not_run_two_writers_on_one_sqlite_file(tmp_path, amqp_url):
+    env = {**os.environ, "AMQP_URL": amqp_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "shop", "up", "--scale", "inventory=2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "SQLite" in line and "INVENTORY_DATABASE_URL" in line and "PostgreSQL" in line
