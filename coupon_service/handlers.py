@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from coupon_service import rules
 from coupon_service.events import CouponIssued, CouponRedeemed, CouponReleased, outbox
 from coupon_service.models import Coupon
-from messaging.consumer import Route, Routes
 from messaging.envelope import Envelope
 from messaging.outbox import utcnow
+from messaging.routes import Route, Routes
 
 log = logging.getLogger(__name__)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from inventory_service.models import InventoryOutbox, StockItem
+from inventory_service.models import InventoryOutbox
 from messaging.events import Event, with_example
 from messaging.outbox import Outbox
 
@@ -61,7 +61,15 @@ class Allocated(Event):
 PUBLISHED = (InventoryReserved, InventoryRejected, StockChanged, Allocated)
 
 
-def stock_changed(session: Session, item: StockItem) -> None:
+class Stock(Protocol):
+    """A sku's stock as it is now (a StockItem, or a row a statement returned)."""
+
+    sku: str
+    available: int
+    version: int
+
+
+def stock_changed(session: Session, item: Stock) -> None:
     """`available` of a sku changed; `version` lets readers ignore an older change."""
     outbox.add_event(
         session,

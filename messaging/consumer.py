@@ -5,8 +5,10 @@ It takes what the prefetch holds, or what arrives within a few milliseconds of t
 message, and handles that batch in one transaction:
   1. read each envelope; one that cannot be read is rejected without requeue (-> `.dead`);
   2. record every message in the inbox with one INSERT (the duplicates stop here), then call
-     the handler for each, each inside a SAVEPOINT, so a message that fails rolls back only
-     itself (and its inbox row is taken back); commit once;
+     the handler for each; their outbox rows go in with one INSERT just before the commit.
+     If a handler fails, that transaction is rolled back and the batch is done again with a
+     SAVEPOINT per message, so the failing one rolls back only itself (and its inbox row is
+     taken back) while the others commit;
   3. after the commit: reject the poison, requeue the failures, and ack all the rest with one
      `basic_ack(multiple=True)`. A crash before the ack means a redelivery of the batch,
      which the inbox turns into no-ops.
@@ -18,9 +20,9 @@ down is not the messages' fault: the runner keeps the batch and retries until th
 database answers, so an outage does not burn their delivery attempts. A deadlock with a
 concurrent consumer (PostgreSQL, competing consumers) retries the batch at once.
 
-A queue carries several message types; `Routes` gives each its handler and the model its
-body must match (a body that does not is poison), and says which types the consumer reads
-(the contract tests and docs/asyncapi.yaml are built from it).
+The handler is usually a service's `Routes` (messaging/routes.py): one function per
+message type, and the model each body must match. The loop around the batches, with its
+prefetch and reconnects, is QueueWorker's (messaging/queue_worker.py).
 
 Between batches the runner prunes its queue's inbox rows older than the inbox's
 retention, a small batch at a time (messaging/retention.py).
@@ -31,157 +33,23 @@ retention, a small batch at a time (messaging/retention.py).
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-import pika
-from pika.adapters.blocking_connection import BlockingChannel
-from pydantic import BaseModel
-from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from messaging.connection import Backoff
-from messaging.database import make_session_factory
 from messaging.delivery import Delivery
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.inbox import InboxColumns, first_deliveries, forget
+from messaging.outbox import DEFERRED, defer_rows
+from messaging.queue_worker import QueueWorker
 from messaging.retention import PRUNE_BATCH_SIZE, PRUNE_INTERVAL, Pruner
-from messaging.topology import Topology
-from messaging.worker import ReconnectingWorker
+from messaging.routes import Handler
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[Session, Envelope], None]
-IDLE_WAIT = 0.5  # seconds an idle consumer waits for a message before it looks at `stop`
-
-
-@dataclass(frozen=True)
-class Route:
-    """Messages of one type: the model their body must match, and what handles them."""
-
-    event: str
-    model: type[BaseModel]
-    handler: Handler
-
-
-class Routes:
-    """One handler per message type; a type the queue should never carry is poison.
-
-    Called as a handler, it validates the body against the route's model first (poison if
-    it does not match; the handler's own `envelope.body_as(model)` then costs nothing).
-    """
-
-    def __init__(self, *routes: Route) -> None:
-        self.by_type: Mapping[str, Route] = {route.event: route for route in routes}
-        if len(self.by_type) != len(routes):
-            raise ValueError("two routes for one message type")
-
-    @property
-    def models(self) -> dict[str, type[BaseModel]]:
-        """{message type: the model its body must match}: what this consumer reads."""
-        return {event: route.model for event, route in self.by_type.items()}
-
-    def __call__(self, session: Session, envelope: Envelope) -> None:
-        route = self.by_type.get(envelope.type)
-        if route is None:
-            raise PoisonMessage(f"no handler for message type {envelope.type!r}")
-        envelope.body_as(route.model)
-        route.handler(session, envelope)
-
-
-@dataclass
-class ConsumerStats:
-    handled: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    requeued: int = 0
-
-
-class QueueWorker(ReconnectingWorker):
-    """Consumes one queue with a prefetch, reconnecting whenever the broker goes away.
-
-    Subclasses say what to do with a delivery in `handle`; they must ack, reject or
-    requeue it before returning.
-    """
-
-    def __init__(
-        self,
-        *,
-        queue: str,
-        engine: Engine,
-        amqp_url: str,
-        topology: Topology | None,
-        name: str | None = None,
-        prefetch: int = 100,
-        gather_seconds: float = 0.002,
-    ) -> None:
-        super().__init__(name=name or f"consumer {queue}", amqp_url=amqp_url, topology=topology)
-        self.queue = queue
-        self.prefetch = prefetch  # also the most messages one batch takes
-        self.gather_seconds = gather_seconds
-        self.after_loss = f"unacked messages return to {queue}"
-        self.stats = ConsumerStats()
-        self._sessions = make_session_factory(engine)
-        self._stop = threading.Event()
-        self._connection: pika.BlockingConnection | None = None
-
-    def run(self, stop: threading.Event) -> None:
-        self._stop = stop
-        super().run(stop)
-        log.info("%s: %s", self.name, self.stats)
-
-    def work(
-        self, connection: pika.BlockingConnection, channel: BlockingChannel, stop: threading.Event
-    ) -> None:
-        self._connection = connection
-        channel.basic_qos(prefetch_count=self.prefetch)
-        arrived: list[Delivery] = []
-        channel.basic_consume(
-            self.queue,
-            lambda ch, method, properties, body: arrived.append(
-                Delivery.from_pika(ch, method, properties, body)
-            ),
-        )
-        log.info("%s: consuming %s", self.name, self.queue)
-        while not stop.is_set():
-            if not arrived:  # idle: wait (serving heartbeats) for the next message
-                connection.process_data_events(time_limit=IDLE_WAIT)
-            if arrived:
-                self._gather(connection, arrived)
-                batch, arrived[:] = arrived[: self.prefetch], arrived[self.prefetch :]
-                self.handle_batch(batch)
-            self.between_messages()
-        # What was prefetched but not started goes back to the queue when the loop closes
-        # the connection (unacked deliveries are requeued).
-
-    def _gather(self, connection: pika.BlockingConnection, arrived: list[Delivery]) -> None:
-        """Wait a few milliseconds for more, up to a full batch: one transaction for many."""
-        deadline = time.monotonic() + self.gather_seconds
-        while len(arrived) < self.prefetch:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            connection.process_data_events(time_limit=remaining)
-
-    def pause(self, seconds: float) -> None:
-        """Wait while serving the connection's heartbeats."""
-        assert self._connection is not None
-        self._connection.sleep(seconds)
-
-    def handle_batch(self, deliveries: Sequence[Delivery]) -> None:
-        """Settle every delivery of the batch (the default: one at a time)."""
-        for delivery in deliveries:
-            self.handle(delivery)
-
-    def handle(self, delivery: Delivery) -> None:
-        raise NotImplementedError
-
-    def between_messages(self) -> None:
-        """Called after each delivery and on each idle tick: room for housekeeping."""
 
 
 class ConsumerRunner(QueueWorker):
@@ -282,8 +150,7 @@ class ConsumerRunner(QueueWorker):
         outage = Backoff(base=0.5, cap=10.0)
         while True:
             try:
-                with self._sessions() as session, session.begin():
-                    outcomes = self._handle_all(session, [envelope for _, envelope in readable])
+                outcomes = self._handle_all([envelope for _, envelope in readable])
                 if self.after_commit is not None and any(
                     o.result is Result.HANDLED for o in outcomes
                 ):
@@ -309,34 +176,81 @@ class ConsumerRunner(QueueWorker):
                 )
                 self.pause(delay)
 
-    def _handle_all(self, session: Session, envelopes: list[Envelope]) -> list[Outcome]:
+    def _handle_all(self, envelopes: list[Envelope]) -> list[Outcome]:
+        """Every message of the batch in one transaction: first all at once, with no
+        SAVEPOINT and the outbox rows in one INSERT; if one fails, that transaction is
+        rolled back and the batch goes again with a SAVEPOINT per message, so that only the
+        failing ones are undone (the one that failed is not tried twice)."""
+        try:
+            with self._sessions() as session, session.begin():
+                return self._handle_quickly(session, envelopes)
+        except _Careful as failed:
+            with self._sessions() as session, session.begin():
+                return self._handle_carefully(session, envelopes, failed)
+
+    def _handle_quickly(self, session: Session, envelopes: list[Envelope]) -> list[Outcome]:
+        defer_rows(session)
         fresh = first_deliveries(
             session, self.inbox_model, self.queue, [(e.message_id, e.type) for e in envelopes]
         )
         outcomes: list[Outcome] = []
-        failed: list[str] = []
-        for envelope in envelopes:
+        for index, envelope in enumerate(envelopes):
             if envelope.message_id not in fresh:
                 outcomes.append(Outcome(Result.DUPLICATE))
                 continue
             fresh.discard(envelope.message_id)  # a second copy in this batch is a duplicate
-            try:
-                with session.begin_nested():  # a SAVEPOINT: a failure rolls back only this one
-                    self.handler(session, envelope)
-            except PoisonMessage as error:
-                outcomes.append(Outcome(Result.POISON, error))
-            except (OperationalError, DBAPIError) as error:
-                if _database_unreachable(error) or _conflict(error):
-                    raise  # the whole batch waits for the database, or goes again
-                outcomes.append(Outcome(Result.FAILED, error))
-            except Exception as error:  # a bug or a transient fault: the delivery limit judges
-                outcomes.append(Outcome(Result.FAILED, error))
-            else:
-                outcomes.append(Outcome(Result.HANDLED))
-                continue
-            failed.append(envelope.message_id)
-        forget(session, self.inbox_model, self.queue, failed)
+            outcome = self._try(session, envelope)
+            if outcome.result is not Result.HANDLED:
+                raise _Careful(index, outcome)
+            outcomes.append(outcome)
         return outcomes
+
+    def _handle_carefully(
+        self, session: Session, envelopes: list[Envelope], failed: _Careful
+    ) -> list[Outcome]:
+        session.info.pop(DEFERRED, None)  # each message's rows go in inside its savepoint
+        fresh = first_deliveries(
+            session, self.inbox_model, self.queue, [(e.message_id, e.type) for e in envelopes]
+        )
+        outcomes: list[Outcome] = []
+        for index, envelope in enumerate(envelopes):
+            if envelope.message_id not in fresh:
+                outcomes.append(Outcome(Result.DUPLICATE))
+                continue
+            fresh.discard(envelope.message_id)
+            if index == failed.index:
+                outcomes.append(failed.outcome)  # what it did the first time
+                continue
+            savepoint = session.begin_nested()  # a failure rolls back only this message
+            outcome = self._try(session, envelope)
+            if outcome.result is Result.HANDLED:
+                savepoint.commit()
+            else:
+                savepoint.rollback()
+            outcomes.append(outcome)
+        undone = [
+            envelope.message_id
+            for envelope, outcome in zip(envelopes, outcomes, strict=True)
+            if outcome.result in (Result.POISON, Result.FAILED)
+        ]
+        forget(session, self.inbox_model, self.queue, undone)
+        return outcomes
+
+    def _try(self, session: Session, envelope: Envelope) -> Outcome:
+        """The handler on one message: HANDLED, POISON or FAILED. A database that went away,
+        or a deadlock, is not the message's fault: it is raised for the whole batch."""
+        try:
+            self.handler(session, envelope)
+            _between(session)
+        except PoisonMessage as error:
+            return Outcome(Result.POISON, error)
+        except (OperationalError, DBAPIError) as error:
+            if _database_unreachable(error) or _conflict(error):
+                raise  # the whole batch waits for the database, or goes again
+            return Outcome(Result.FAILED, error)
+        except Exception as error:  # a bug or a transient fault: the delivery limit judges
+            return Outcome(Result.FAILED, error)
+        return Outcome(Result.HANDLED)
 
 
 class Result(Enum):
@@ -350,6 +264,24 @@ class Result(Enum):
 class Outcome:
     result: Result
     error: BaseException | None = None
+
+
+def _between(session: Session) -> None:
+    """After each message: write what it changed, and forget what the session remembers, so
+    the next message of the batch reads the rows as they are now, as it would in a
+    transaction of its own (a handler may change rows with Core statements, which the
+    session's objects would not see)."""
+    session.flush()
+    session.expire_all()
+
+
+class _Careful(Exception):
+    """Message `index` of the batch failed: do the batch again, a SAVEPOINT per message."""
+
+    def __init__(self, index: int, outcome: Outcome) -> None:
+        super().__init__(index)
+        self.index = index
+        self.outcome = outcome
 
 
 class _GiveUp(Exception):

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 Wake = Callable[[], None]
 _RUNG = "shop_doorbells_rung"  # session.info: the bells this transaction will ring
+_LISTENING = "shop_doorbells_listening"  # session.info: its commits are watched
+NOTIFY = text("SELECT pg_notify(:channel, '')")
 _local: dict[str, list[Wake]] = defaultdict(list)  # bell -> the relays of this process
 _local_lock = threading.Lock()
 
@@ -60,10 +62,11 @@ class Doorbell:
         if self.key in rung:
             return
         rung[self.key] = self
-        if len(rung) == 1:
-            event.listen(session, "before_commit", _notify_postgresql, once=True)
-            event.listen(session, "after_commit", _ring_all, once=True)
-            event.listen(session, "after_rollback", _forget_all, once=True)
+        if not session.info.get(_LISTENING):  # once per session, for all its transactions
+            session.info[_LISTENING] = True
+            event.listen(session, "before_commit", _notify_postgresql)
+            event.listen(session, "after_commit", _ring_all)
+            event.listen(session, "after_rollback", _forget_all)
 
     def ring_here(self) -> None:
         with _local_lock:
@@ -132,19 +135,28 @@ class Doorbell:
         return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# SQLAlchemy calls these for a SAVEPOINT's release and rollback too: only the transaction's
+# own end counts.
+
+
 def _notify_postgresql(session: Session) -> None:
     """NOTIFY is transactional: PostgreSQL delivers it when this commit succeeds (sent just
     before the commit, not when the row was added, so a savepoint rolled back since cannot
     take it along)."""
+    if session.in_nested_transaction():
+        return
     for bell in session.info.get(_RUNG, {}).values():
         if bell.postgresql:
-            session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": bell.channel})
+            session.connection().execute(NOTIFY, {"channel": bell.channel})
 
 
 def _ring_all(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     for bell in session.info.pop(_RUNG, {}).values():
         bell.ring_here()
 
 
 def _forget_all(session: Session) -> None:
-    session.info.pop(_RUNG, None)
+    if not session.in_nested_transaction():
+        session.info.pop(_RUNG, None)

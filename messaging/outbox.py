@@ -16,7 +16,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text, func, select
+from sqlalchemy import BigInteger, Integer, String, Text, event, func, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from messaging.database import UtcDateTime
@@ -60,10 +60,30 @@ class OutboxColumns:
         )
 
 
+DEFERRED = "shop_outbox_deferred"  # session.info: rows a batch inserts all at once
+
+
+def defer_rows(session: Session) -> None:
+    """From now on in this transaction, outbox rows wait and go in with one INSERT per
+    table just before it commits (a consumer's batch does this: many messages, one
+    statement). A row added inside a SAVEPOINT still goes in at once, so that rolling the
+    savepoint back takes it along."""
+    session.info[DEFERRED] = {}
+    event.listen(session, "before_commit", _insert_deferred)
+
+
+def _insert_deferred(session: Session) -> None:
+    if session.in_nested_transaction():  # a SAVEPOINT's release: not yet
+        return
+    for table, rows in session.info.pop(DEFERRED, {}).items():
+        session.connection().execute(insert(table), rows)
+
+
 class Outbox:
     """Adds events to one service's outbox table, inside the caller's transaction, and
     rings its doorbell once that commits, so the relay publishes at once
-    (messaging/doorbell.py)."""
+    (messaging/doorbell.py). A row is written with a plain INSERT (or waits for its
+    batch's one INSERT: `defer_rows`)."""
 
     def __init__(self, model: type[OutboxColumns], app_id: str) -> None:
         self.model = model
@@ -74,17 +94,22 @@ class Outbox:
         self, session: Session, event_type: str, body: dict[str, Any], *, correlation_id: str
     ) -> Envelope:
         envelope = Envelope.new(event_type, body, correlation_id=correlation_id, app_id=self.app_id)
-        session.add(
-            self.model(
-                message_id=envelope.message_id,
-                event_type=envelope.type,
-                correlation_id=envelope.correlation_id,
-                app_id=envelope.app_id,
-                schema_version=envelope.schema_version,
-                payload=json.dumps(envelope.body, separators=(",", ":"), sort_keys=True),
-                created_at=datetime.fromtimestamp(envelope.timestamp, UTC),
-            )
-        )
+        row = {
+            "message_id": envelope.message_id,
+            "event_type": envelope.type,
+            "correlation_id": envelope.correlation_id,
+            "app_id": envelope.app_id,
+            "schema_version": envelope.schema_version,
+            "payload": json.dumps(envelope.body, separators=(",", ":"), sort_keys=True),
+            "created_at": datetime.fromtimestamp(envelope.timestamp, UTC),
+            "attempts": 0,
+        }
+        table = self.model.__table__  # type: ignore[attr-defined]
+        deferred = session.info.get(DEFERRED)
+        if deferred is not None and not session.in_nested_transaction():
+            deferred.setdefault(table, []).append(row)
+        else:  # Core on the session's connection: much cheaper than Session.execute
+            session.connection().execute(insert(table), [row])
         self._bell(session).ring_after_commit(session)
         return envelope
 

@@ -34,9 +34,9 @@ from messaging.connection import (
     close_quietly,
     open_connection,
 )
-from messaging.consumer import QueueWorker
 from messaging.delivery import Delivery
 from messaging.envelope import CONTENT_TYPE, SCHEMA_VERSION
+from messaging.queue_worker import QueueWorker
 
 log = logging.getLogger(__name__)
 

@@ -38,12 +38,13 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, MetaData
 from sqlalchemy.orm import Session
 
-from messaging.consumer import ConsumerRunner, Handler
+from messaging.consumer import ConsumerRunner
 from messaging.database import make_engine
 from messaging.events import Event
 from messaging.inbox import InboxColumns
 from messaging.outbox import OutboxColumns
 from messaging.relay import OutboxRelay
+from messaging.routes import Handler
 from messaging.rpc import RpcHandler, RpcServer
 from messaging.settings import ServiceSettings
 from messaging.topology import Topology, WorkQueue

@@ -16,9 +16,9 @@ from pydantic import BaseModel, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from messaging.consumer import Route, Routes
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.outbox import utcnow
+from messaging.routes import Route, Routes
 from notification_service.models import PENDING, Sms
 from notification_service.templates import TEMPLATES
 

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from messaging.consumer import Route, Routes
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.outbox import utcnow
+from messaging.routes import Route, Routes
 from order_service import sale_lifecycle
 from order_service.commands import CustomerIn
 from order_service.events import FlashSaleSoldOut, outbox

@@ -16,9 +16,9 @@ import logging
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from messaging.consumer import Route, Routes
 from messaging.envelope import Envelope
 from messaging.outbox import utcnow
+from messaging.routes import Route, Routes
 from order_service.models import Order, Product, TimelineEntry
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ import logging
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from messaging.consumer import Route, Routes
 from messaging.envelope import Envelope
 from messaging.outbox import utcnow
+from messaging.routes import Route, Routes
 from order_service import sale_lifecycle
 from order_service.events import SERVICE, order_confirmed, order_rejected, outbox
 from order_service.models import Order, TimelineEntry

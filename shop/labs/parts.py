@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from messaging.connection import CONNECTION_ERRORS, close_quietly, open_connection
-from messaging.consumer import ConsumerRunner, QueueWorker
+from messaging.consumer import ConsumerRunner
 from messaging.database import make_engine, make_session_factory
 from messaging.dead_letters import replay_dead_letters
 from messaging.delivery import Delivery
@@ -28,6 +28,7 @@ from messaging.envelope import Envelope, PoisonMessage
 from messaging.inbox import InboxColumns
 from messaging.outbox import Outbox, OutboxColumns
 from messaging.publisher import ConfirmingPublisher, Outcome, Outgoing, PublishFailed
+from messaging.queue_worker import QueueWorker
 from messaging.relay import OutboxRelay
 from messaging.topology import (
     DELIVERY_LIMIT,

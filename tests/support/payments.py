@@ -11,11 +11,11 @@ from pydantic import BaseModel
 from sqlalchemy import Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from messaging.consumer import Route, Routes
 from messaging.envelope import Envelope
 from messaging.events import Event, with_example
 from messaging.inbox import InboxColumns
 from messaging.outbox import Outbox, OutboxColumns
+from messaging.routes import Route, Routes
 from messaging.service import Service, ServiceContext, Worker
 from messaging.settings import ServiceSettings
 from messaging.topology import WorkQueue
