@@ -44,7 +44,7 @@ EXTENSION = "shop_ops"
 
 
 # The lab (`shop lab run NAME`, /labs#NAME) that teaches what each queue does; every
-# dead-letter queue is the poison lab's. tests/unit/test_queue_labs.py checks that every
+# dead-letter queue is the poison lab's. tests/unit/test_first_minutes.py checks that every
 # queue of the catalog has one.
 QUEUE_LABS = {
     "inventory.orders": "inbox",  # a redelivered order.created reserves nothing twice

@@ -116,7 +116,9 @@
     }
     if (response.status === 401 || response.status === 403) {
       sessionStorage.removeItem(KEY);
-      showToken(`The token is not valid (${response.status}: ${answer.detail}). Enter it again.`);
+      showToken(response.status === 403
+        ? "The token is not valid (403): enter it again."
+        : "The shop did not get a token (401): enter it again.");
       showErrors(form, {}, "The token is not valid: nothing was changed.");
       return;
     }

@@ -33,7 +33,7 @@
       return seconds > 0 ? `Starts in ${clock(seconds)}` : "Opening in a moment";
     }
     if (status === "open") {
-      if (!endsAt) return "On now, while stocks last";
+      if (!endsAt) return "Until sold out";
       const seconds = Math.ceil((Date.parse(endsAt) - now) / 1000);
       return seconds > 0 ? `Ends in ${clock(seconds)}` : "Ending";
     }

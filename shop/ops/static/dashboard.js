@@ -49,7 +49,12 @@
 
   // A queue's name, and a link to the lab that teaches its pattern (/labs#NAME).
   function queueCell(q) {
-    const td = cell(q.name);
+    const td = document.createElement("td");
+    const name = document.createElement("span");
+    td.className = "queue-name";
+    name.className = "name";
+    name.textContent = q.name;
+    td.append(name);
     if (q.lab) {
       const link = document.createElement("a");
       link.className = "lab-link";
