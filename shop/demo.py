@@ -6,6 +6,8 @@ the admin token, once the web app answers. So every service hears of it the way 
 of a user's request (the inventory from `product.created`, the coupon service over RPC,
 the flash sale's units set aside through `flash_sale.created`), and nothing here knows a
 table. "Empty" means GET /api/products lists nothing; a shop with products is left alone.
+Its skus are not the README's and docs/labs.md's (TEA-1, ...), so their curl examples work
+on a demo shop too.
 
 SHOP_DEMO_DATA=0 (or false, no, off) turns it off; it is the shop's setting, not a
 service's. It runs beside the supervisor in a thread and never stops `shop up`: what it
@@ -29,13 +31,13 @@ VARIABLE = "SHOP_DEMO_DATA"
 OFF, ON = ("0", "false", "no", "off"), ("", "1", "true", "yes", "on")
 
 PRODUCTS = (
-    {"sku": "TEA-1", "name": "Sencha green tea", "price_cents": 450, "stock": 40},
-    {"sku": "MUG-2", "name": "Stoneware mug", "price_cents": 1290, "stock": 12},
-    {"sku": "BEANS-3", "name": "Coffee beans, 250 g", "price_cents": 890, "stock": 30},
-    {"sku": "KETTLE-4", "name": "Gooseneck kettle", "price_cents": 3490, "stock": 8},
+    {"sku": "SENCHA-1", "name": "Sencha green tea", "price_cents": 450, "stock": 40},
+    {"sku": "MUG-1", "name": "Stoneware mug", "price_cents": 1290, "stock": 12},
+    {"sku": "BEANS-1", "name": "Coffee beans, 250 g", "price_cents": 890, "stock": 30},
+    {"sku": "KETTLE-1", "name": "Gooseneck kettle", "price_cents": 3490, "stock": 8},
 )
 COUPON = {"code": "WELCOME", "amount_off_cents": 200, "min_subtotal_cents": 1000}
-SALE = {"sku": "MUG-2", "price_cents": 390, "quota": 5}
+SALE = {"sku": "MUG-1", "price_cents": 390, "quota": 5}
 SALE_OPENS_AFTER = timedelta(minutes=1)
 SALE_LASTS = timedelta(hours=1)
 WAIT_SECONDS = 60.0  # for the web app to answer, and again for the coupon service

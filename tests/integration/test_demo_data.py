@@ -38,15 +38,15 @@ def test_an_empty_shop_gets_the_demo_catalog_once(tmp_path, amqp_url):
         skus = {product["sku"] for product in get(shop, "/api/products")}
         assert skus == {product["sku"] for product in demo.PRODUCTS}
         (sale,) = get(shop, "/api/flash-sales")
-        assert (sale["sku"], sale["status"], sale["quota"]) == ("MUG-2", "upcoming", 5)
+        assert (sale["sku"], sale["status"], sale["quota"]) == ("MUG-1", "upcoming", 5)
         # The inventory heard of it as of any sale: it holds the units, and the catalog's
         # stock of the mug shows what is left for ordinary orders.
         wait_until(
             lambda: get(shop, f"/api/flash-sales/{sale['id']}")["allocation"] == "held",
             what="the inventory to set the sale's units aside",
         )
-        wait_until(lambda: available(shop, "MUG-2") == 12 - 5, what="the mug's stock to follow")
-        assert available(shop, "TEA-1") == 40
+        wait_until(lambda: available(shop, "MUG-1") == 12 - 5, what="the mug's stock to follow")
+        assert available(shop, "SENCHA-1") == 40
         quote = get(shop, "/api/coupons/WELCOME?subtotal_cents=2000")
         assert quote == {"valid": True, "discount_cents": 200}
 
