@@ -100,15 +100,14 @@ def load(base_url: str, token: str, now: datetime | None = None) -> str | None:
         "/api/flash-sales",
         {**SALE, "starts_at": opens.isoformat(), "ends_at": (opens + SALE_LASTS).isoformat()},
     )
-    at = opens.astimezone().strftime("%H:%M")
-    what = f"{len(PRODUCTS)} products, a flash sale opening at {at}"
+    products = f"{len(PRODUCTS)} products"
+    sale = f"a flash sale opening at {opens.astimezone().strftime('%H:%M')}"  # local time
     try:  # over RPC: the coupon service may still be starting
         client.create("/api/coupons", COUPON, until=time.monotonic() + WAIT_SECONDS)
     except Unloadable as error:
-        return f"loaded the demo catalog: {what}; but not the coupon {COUPON['code']} ({error})"
-    return f"loaded the demo catalog: {len(PRODUCTS)} products, coupon {COUPON['code']}, " + (
-        f"a flash sale opening at {at}"
-    )
+        coupon = f"but not the coupon {COUPON['code']} ({error})"
+        return f"loaded the demo catalog: {products}, {sale}; {coupon}"
+    return f"loaded the demo catalog: {products}, coupon {COUPON['code']}, {sale}"
 
 
 def wait_for_the_web_app(client: AdminClient) -> None:

@@ -1,6 +1,9 @@
 """What a new user meets first, without a broker: the SHOP_DEMO_DATA setting, where the demo
-loader finds the web app, the dashboard's reading of a missing management API, and a lab
+loader finds the web app and what it says when it cannot load (against a small HTTP server
+standing for the web app), the dashboard's reading of a missing management API, and a lab
 for every queue of the catalog."""
+
+import threading
 
 import pytest
 
@@ -8,6 +11,7 @@ from messaging.pipeline import QueueStatus
 from messaging.settings import SettingsError
 from shop import demo
 from shop.catalog import CATALOG
+from shop.local_servers import free_port
 from shop.ops.views import QUEUE_LABS, lab_of, read_through_management
 
 
@@ -47,3 +51,59 @@ def test_figures_without_unacked_mean_no_management_api_and_no_queue_means_nothi
     assert read_through_management([status("a", 3, 0), status("b", None, None)]) is True
     assert read_through_management([status("a", 3, None), status("b", 0, None)]) is False
     assert read_through_management([status("a", None, None)]) is None
+
+
+class FakeShop:
+    """A web app that answers like the shop's API, with a coupon service that never does."""
+
+    def __init__(self):
+        from flask import Flask, jsonify, request
+        from werkzeug.serving import make_server
+
+        app = Flask(__name__)
+        self.created: list[str] = []
+
+        @app.get("/healthz")
+        def healthz():
+            return jsonify(status="ok")
+
+        @app.get("/api/products")
+        def products():
+            return jsonify([])
+
+        @app.post("/api/<kind>")
+        def create(kind):
+            assert request.headers["Authorization"] == "Bearer secret"
+            if kind == "coupons":
+                return jsonify(detail="The coupon service did not answer in time."), 503
+            self.created.append(kind)
+            return jsonify(request.get_json()), 201
+
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_coupon_service_that_never_answers_is_said_in_the_line_and_stops_nothing(monkeypatch):
+    monkeypatch.setattr(demo, "WAIT_SECONDS", 1.5)
+    shop = FakeShop()
+    try:
+        lines = []
+        demo.load_in_background(shop.url, "secret", lines.append).join(timeout=30)
+    finally:
+        shop.server.shutdown()
+    assert shop.created == ["products"] * 4 + ["flash-sales"]
+    (line,) = lines
+    assert line.startswith("shop: loaded the demo catalog: 4 products, a flash sale opening at ")
+    assert "but not the coupon WELCOME (POST /api/coupons answered 503: The coupon service" in line
+
+
+def test_a_web_app_that_never_answers_is_said_in_one_line(monkeypatch):
+    monkeypatch.setattr(demo, "WAIT_SECONDS", 1.0)
+    lines = []
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    demo.load_in_background(nowhere, "secret", lines.append).join(timeout=30)
+    assert lines == [
+        "shop: could not load the demo catalog: the web app did not answer within 1 s "
+        "(SHOP_DEMO_DATA=0 to start empty)"
+    ]
