@@ -1,6 +1,8 @@
 """`shop up` as a real process, for whatever drives the whole product over HTTP (the
 integration tests, `shop chaos`): its own working directory (so var/ is fresh), the broker
-and databases it is given, a free port, logs in a file; stopped with SIGTERM at the end."""
+and databases it is given, a free port, logs in a file; stopped with SIGTERM at the end.
+It starts empty (SHOP_DEMO_DATA=0) unless told `SHOP_DEMO_DATA="1"`: whoever drives it
+makes the products its checks count on."""
 
 from __future__ import annotations
 
@@ -46,8 +48,9 @@ def running_shop(
         AMQP_URL=amqp_url,
         SHOP_HTTP_PORT=str(port),
         PYTHONUNBUFFERED="1",
-        **environment,
+        SHOP_DEMO_DATA="0",
     )
+    env.update(environment)
     log = workdir / "shop-up.log"
     with log.open("w") as output:
         process = subprocess.Popen(

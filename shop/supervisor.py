@@ -52,6 +52,11 @@ class Supervisor:
             prefix = f"{name:<{self.width}} |"
             print(f"{color}{prefix}{RESET if color else ''} {line}", flush=True)
 
+    def print_line(self, line: str) -> None:
+        """A line of the shop's own, unprefixed, never in the middle of a child's line."""
+        with self._print_lock:
+            print(line, flush=True)
+
     def run(self) -> int:
         signal.signal(signal.SIGINT, lambda *_: self._stopping.set())
         signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())

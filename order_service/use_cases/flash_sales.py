@@ -5,6 +5,10 @@ A sale's units are the inventory's to hold (sale_lifecycle.py): creating a sale 
 aside (`inventory.allocated`). Where the inventory finds less stock than the quota, the sale
 opens with the units it could set aside; its body shows both numbers.
 
+`current_sales` is what the front page and `GET /api/flash-sales` list: the running and
+upcoming sales, and the ones sold out in the last few minutes (so a shopper who comes
+late learns what happened instead of finding nothing).
+
 Purchases do not come here: the admission gate (web/admission.py) puts each admitted one
 into `flash-sale.requests`, and the ticket worker (consumers/flash_worker.py) decides it.
 """
@@ -12,9 +16,9 @@ into `flash-sale.requests`, and the ticket worker (consumers/flash_worker.py) de
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from messaging.database import as_utc
@@ -37,6 +41,25 @@ def sale_status(sale: FlashSale, now: datetime) -> str:
     if sale.sold >= sale.quota:
         return "sold_out"
     return "open"
+
+
+LISTED_STATUSES = ("open", "upcoming", "sold_out")
+RECENTLY_SOLD_OUT = timedelta(minutes=10)
+MAX_LISTED = 50
+
+
+def current_sales(session: Session, now: datetime) -> list[FlashSale]:
+    """The sales a shopper can still buy from or wait for, and those sold out in the last
+    RECENTLY_SOLD_OUT; open ones first, then by start; at most MAX_LISTED."""
+    candidates = session.scalars(
+        select(FlashSale)
+        .where(or_(FlashSale.closed_at.is_(None), FlashSale.closed_at >= now - RECENTLY_SOLD_OUT))
+        .where(or_(FlashSale.ends_at.is_(None), FlashSale.ends_at > now))
+        .order_by(FlashSale.starts_at, FlashSale.id)
+    )
+    listed = [sale for sale in candidates if sale_status(sale, now) in LISTED_STATUSES]
+    listed.sort(key=lambda sale: LISTED_STATUSES.index(sale_status(sale, now)))  # stable
+    return listed[:MAX_LISTED]
 
 
 def create_sale(session: Session, command: FlashSaleIn) -> FlashSale:

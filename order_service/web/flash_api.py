@@ -43,6 +43,21 @@ def create_sale() -> tuple[Response, int, dict[str, str]]:
     return jsonify(view), 201, {"Location": f"/api/flash-sales/{sale.id}"}
 
 
+@blueprint.get("/api/flash-sales")
+@documented(
+    "The running and upcoming sales, and those sold out in the last ten minutes; open ones "
+    "first, then by start (at most 50).",
+    Answer(200, "The sales, each as GET /api/flash-sales/{id} shows it.", SaleOut, many=True),
+    tag="flash sale",
+)
+def list_sales() -> Response:
+    now = utcnow()
+    limit = web().settings.flash_sale_queue_limit
+    with web().read_sessions() as session:
+        sales = flash_sales.current_sales(session, now)
+        return jsonify([sale_view(sale, limit, now) for sale in sales])
+
+
 @blueprint.get("/api/flash-sales/<sale_id>")
 @documented(
     "One flash sale.",

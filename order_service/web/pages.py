@@ -1,9 +1,13 @@
-"""The HTML pages: catalog and order form, live order status, flash sale. (The pipeline
-dashboard is the shop's, not the order service's: shop/ops/.)
+"""The HTML pages: catalog and order form (with the running and upcoming flash sales),
+live order status, flash sale, and the admin page. (The pipeline dashboard is the shop's,
+not the order service's: shop/ops/.)
 
 Server-rendered Jinja templates (autoescaped: a customer named <script> is text), with a
 little JavaScript from static/ that polls the JSON API. The order form also works with
-JavaScript off: it posts here, and errors come back next to their fields.
+JavaScript off: it posts here, and errors come back next to their fields. The admin page
+is only a page: its script calls the same JSON API as curl does, with the token the admin
+types once per browser session (kept in sessionStorage, never in a cookie or a URL), so
+this module has no admin route of its own.
 """
 
 from __future__ import annotations
@@ -96,9 +100,19 @@ def form_errors(errors: list[dict[str, str]], data: dict[str, Any]) -> dict[str,
 
 
 def render_catalog(values: dict[str, str], errors: dict[str, str]) -> str:
+    now = utcnow()
+    limit = web().settings.flash_sale_queue_limit
     with web().read_sessions() as session:
         listed = products.list_products(session)
-    return render_template("catalog.html", products=listed, values=values, errors=errors)
+        sales = [sale_view(sale, limit, now) for sale in flash_sales.current_sales(session, now)]
+    return render_template(
+        "catalog.html",
+        products=listed,
+        by_sku={product.sku: product for product in listed},
+        sales=sales,
+        values=values,
+        errors=errors,
+    )
 
 
 @blueprint.get("/orders/<order_id>")
@@ -106,6 +120,11 @@ def order_page(order_id: str) -> str:
     with web().read_sessions() as session:
         order = OrderOut.of(orders.get_order(session, order_id)).json()
     return render_template("order.html", order=order)
+
+
+@blueprint.get("/admin")
+def admin_page() -> str:
+    return render_template("admin.html")
 
 
 @blueprint.get("/flash-sales/<sale_id>")

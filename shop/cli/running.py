@@ -15,7 +15,7 @@ from messaging import migrations
 from messaging.connection import channel_for, close_quietly, open_connection
 from messaging.logs import configure_logging
 from messaging.settings import redact_url
-from shop import processes
+from shop import demo, processes
 from shop.catalog import CATALOG, ShopSettings
 from shop.cli.common import admin_token
 from shop.supervisor import Supervisor
@@ -69,6 +69,7 @@ def cmd_up(args: argparse.Namespace, settings: ShopSettings) -> int:
     if problem:
         print(f"shop: cannot scale {problem}", file=sys.stderr)
         return 2
+    load_demo = demo.wanted(os.environ)
     close_quietly(open_connection(settings.amqp_url, "shop up: check", timeout=3))
     migrate_all(CATALOG.names, settings)
     order = settings.of("order")
@@ -80,9 +81,15 @@ def cmd_up(args: argparse.Namespace, settings: ShopSettings) -> int:
     print(f"shop: RabbitMQ at {redact_url(settings.amqp_url)}")
     print(f"shop: web app at http://{order.http_host}:{order.http_port}/")  # type: ignore[attr-defined]
     print(f"shop: admin token: {env['SHOP_ADMIN_TOKEN']}  (Authorization: Bearer <token>)")
+    specs = processes.process_specs(settings, scale, access_log=args.access_log)
+    supervisor = Supervisor(specs, env)
+    if load_demo:  # into an empty shop, once the web app answers (shop/demo.py)
+        url = demo.web_app_url(order.http_host, order.http_port)  # type: ignore[attr-defined]
+        demo.load_in_background(url, env["SHOP_ADMIN_TOKEN"], supervisor.print_line)
+    else:
+        print(f"shop: no demo catalog ({demo.VARIABLE}=0)")
     try:
-        specs = processes.process_specs(settings, scale, access_log=args.access_log)
-        return Supervisor(specs, env).run()
+        return supervisor.run()
     finally:
         shutil.rmtree(metrics, ignore_errors=True)
 

@@ -3,7 +3,9 @@
 
 They read the same numbers as `shop status` and /metrics (shop/ops/readings.py: the
 broker's queues, each service's outbox and inbox, each service's probes). A broker that
-cannot be reached makes /api/pipeline answer 503; a database that is down is null.
+cannot be reached makes /api/pipeline answer 503; a database that is down is null. A
+figure the shop cannot know says why in `notes` (unacked needs the management API), and
+each queue names the lab (`shop lab run NAME`, the /labs page) that teaches its pattern.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, render_template
 from pydantic import BaseModel
 
-from messaging import dead_letters
+from messaging import dead_letters, pipeline
 from messaging.connection import (
     CONNECTION_ERRORS,
     BrokerUnavailable,
     close_quietly,
     open_connection,
 )
+from messaging.management import ENABLE_MANAGEMENT
 from messaging.publisher import PublishFailed
 from messaging.topology import EVENTS_EXCHANGE, Topology
 from order_service.web.auth import admin_only
@@ -40,6 +43,25 @@ blueprint = Blueprint(
 EXTENSION = "shop_ops"
 
 
+# The lab (`shop lab run NAME`, /labs#NAME) that teaches what each queue does; every
+# dead-letter queue is the poison lab's. tests/unit/test_first_minutes.py checks that every
+# queue of the catalog has one.
+QUEUE_LABS = {
+    "inventory.orders": "inbox",  # a redelivered order.created reserves nothing twice
+    "orders.inventory": "saga",  # the inventory's answer decides the order
+    "orders.read-model": "topics",  # bound with coupon.# and notification.#
+    "coupons.orders": "saga",  # a rejection releases the coupon: the compensation
+    "notifications.sms": "inbox",  # one SMS per event, however often it arrives
+    "coupons.rpc": "rpc",
+    "flash-sale.requests": "peak-shaving",
+}
+DEAD_LETTER_LAB = "poison"
+
+
+def lab_of(queue: str, dead: bool = False) -> str | None:
+    return DEAD_LETTER_LAB if dead else QUEUE_LABS.get(queue)
+
+
 class QueueOut(BaseModel):
     name: str
     ready: int | None
@@ -47,6 +69,7 @@ class QueueOut(BaseModel):
     consumers: int | None
     dead: bool
     redelivered: int | None = None
+    lab: str | None = None  # the lab about this queue's pattern: /labs#NAME
 
 
 class PipelineOut(BaseModel):
@@ -55,6 +78,10 @@ class PipelineOut(BaseModel):
     handled: dict[str, dict[str, int] | None]
     flash_sale: dict[str, Any] | None = None
     sms: dict[str, int] | None = None
+    # Whether the figures came from the management API (false: over AMQP, so unacked is
+    # null); null when no queue could be read at all.
+    management: bool | None = None
+    notes: list[str] = []  # why a figure is missing, in a sentence each
 
 
 class Replayed(BaseModel):
@@ -82,12 +109,36 @@ def pipeline_status() -> Response:
         return problem(
             503, "Service Unavailable", "RabbitMQ cannot be reached; queue depths are unknown."
         )
+    management = read_through_management(queues)
     return jsonify(
-        queues=[queue.as_json() for queue in queues],
+        queues=[{**queue.as_json(), "lab": lab_of(queue.name, queue.dead)} for queue in queues],
+        management=management,
+        notes=notes_on(management),
         outbox=reader().outbox_backlogs(),
         handled=reader().handled_messages(),  # the dashboard's rates
         **reader().probes(),  # flash_sale, sms: each service's own figures
     )
+
+
+def read_through_management(queues: list[pipeline.QueueStatus]) -> bool | None:
+    """True when the management API gave the figures. Without it (messaging/pipeline.py
+    reads over AMQP instead) every queue that exists has `ready` but a null `unacked`."""
+    if any(queue.unacked is not None for queue in queues):
+        return True
+    if any(queue.ready is not None for queue in queues):
+        return False
+    return None  # no queue exists yet: nothing to say
+
+
+def notes_on(management: bool | None) -> list[str]:
+    if management is not False:
+        return []
+    settings = reader().settings
+    where = pipeline.management_url(settings.amqp_url, settings.rabbitmq_management_url)
+    return [
+        f"unacked needs the management plugin (no figures from the management API at "
+        f"{where}): {ENABLE_MANAGEMENT}, or set RABBITMQ_MANAGEMENT_URL to where it runs"
+    ]
 
 
 @blueprint.post("/api/dead-letters/<queue>/replay")

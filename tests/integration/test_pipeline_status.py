@@ -134,6 +134,10 @@ def test_pipeline_lists_every_queue_and_follows_ready_consumers_and_dead_letters
     expected = [pair for name in work for pair in ((name, False), (f"{name}.dead", True))]
     assert listed == expected  # each work queue followed by its dead-letter queue
     assert all(set(queue) >= {"name", "ready", "unacked", "consumers"} for queue in body["queues"])
+    labs = {queue["name"]: queue["lab"] for queue in body["queues"]}
+    assert labs["inventory.orders"] == "inbox" and labs["coupons.rpc"] == "rpc"
+    assert labs["flash-sale.requests"] == "peak-shaving"
+    assert {labs[name] for name, dead in listed if dead} == {"poison"}
     assert body["outbox"] == dict.fromkeys(SERVICES, 0)
     assert body["flash_sale"] == {
         "accepted": 0,
@@ -173,6 +177,8 @@ def test_the_management_api_adds_unacked_and_redelivery_counts(amqp_url, tmp_pat
     publish_raw(amqp_url, "inventory.orders", b'{"n": 1}')
     publish_raw(amqp_url, "inventory.orders", b'{"n": 2}')
     wait_for_queue(client, "inventory.orders", ready=2, unacked=0, redelivered=0)
+    body = pipeline_of(client)
+    assert (body["management"], body["notes"]) == (True, [])
 
     connection, channel, method = hold_one_delivery(amqp_url, "inventory.orders")
     try:
@@ -207,7 +213,12 @@ def test_without_the_management_api_queues_are_read_over_amqp_and_unacked_is_nul
     publish_raw(amqp_url, "coupons.orders", b"{}")
 
     wait_for_queue(client, "coupons.orders", ready=2, consumers=0)
-    assert all(queue["unacked"] is None for queue in pipeline_of(client)["queues"])
+    body = pipeline_of(client)
+    assert all(queue["unacked"] is None for queue in body["queues"])
+    assert body["management"] is False  # and the dashboard shows why, with what to do:
+    (note,) = body["notes"]
+    assert note.startswith("unacked needs the management plugin")
+    assert NOTHING_LISTENS in note and "rabbitmq-plugins enable rabbitmq_management" in note
     samples = metrics_of(client)
     assert value_of(samples, "shop_queue_messages", queue="coupons.orders", state="ready") == 2
     assert value_of(samples, "shop_queue_messages", queue="coupons.orders", state="unacked") is None

@@ -47,6 +47,25 @@
     return { perSecond: result, total: perQueue };
   }
 
+  // A queue's name, and a link to the lab that teaches its pattern (/labs#NAME).
+  function queueCell(q) {
+    const td = document.createElement("td");
+    const name = document.createElement("span");
+    td.className = "queue-name";
+    name.className = "name";
+    name.textContent = q.name;
+    td.append(name);
+    if (q.lab) {
+      const link = document.createElement("a");
+      link.className = "lab-link";
+      link.href = `/labs#${encodeURIComponent(q.lab)}`;
+      link.textContent = `lab: ${q.lab}`;
+      link.title = `shop lab run ${q.lab}`;
+      td.append(" ", link);
+    }
+    return td;
+  }
+
   function stat(label, value) {
     const li = document.createElement("li");
     li.append(label);
@@ -81,7 +100,9 @@
       tr.dataset.queue = q.name;
       const chart = document.createElement("td");
       chart.append(spark(history[q.name]));
-      tr.append(cell(q.name), cell(q.ready, "num ready"), cell(q.unacked, "num"), cell(q.consumers, "num"),
+      const unacked = cell(q.unacked, "num unacked");
+      if (q.unacked === null && pipeline.management === false) unacked.title = "needs the management plugin: see the note below";
+      tr.append(queueCell(q), cell(q.ready, "num ready"), unacked, cell(q.consumers, "num"),
                 cell(total[q.name], "num handled"),
                 cell(perSecond[q.name] === undefined ? "–" : perSecond[q.name].toFixed(1), "num"), chart);
       const box = document.querySelector(`svg .queue[data-queue="${CSS.escape(q.name)}"]`);
@@ -98,8 +119,14 @@
       button.disabled = !q.ready;
       button.addEventListener("click", () => replay(workQueue, button));
       action.append(button);
-      tr.append(cell(q.name), cell(q.ready, "num"), action);
+      tr.dataset.queue = q.name;
+      tr.append(queueCell(q), cell(q.ready, "num"), action);
       return tr;
+    }));
+    document.getElementById("pipeline-notes").replaceChildren(...(pipeline.notes || []).map((text) => {
+      const li = document.createElement("li");
+      li.textContent = text;
+      return li;
     }));
     document.getElementById("outboxes").replaceChildren(
       ...Object.entries(pipeline.outbox).map(([service, n]) => stat(`${service}`, n)));
