@@ -33,7 +33,7 @@ LAB = Lab(
         "{points_due} were due ({double_effects} effects applied twice)"
     ),
     read=(
-        "messaging/inbox.py (`first_delivery`: one INSERT ... ON CONFLICT DO NOTHING) and "
+        "messaging/inbox.py (`first_deliveries`: one INSERT ... ON CONFLICT DO NOTHING) and "
         "messaging/consumer.py (inbox, handler and commit, then the ack)."
     ),
     by_hand="""\
