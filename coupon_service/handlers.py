@@ -9,7 +9,7 @@ import secrets
 from datetime import timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from coupon_service import rules
@@ -93,9 +93,16 @@ def _reserved_for(session: Session, order: OrderOutcome) -> Coupon | None:
     return coupon
 
 
+_coupons = Coupon.__table__
+# Every confirmed order is rewarded here: Core statements, built once, on the session's
+# connection (several times cheaper than the ORM's query and flush).
+REWARDED = select(_coupons.c.code).where(_coupons.c.issued_for_order == bindparam("order_id"))
+ISSUE = insert(_coupons)
+
+
 def _reward(session: Session, order: OrderOutcome) -> None:
-    issued = session.scalar(select(Coupon).where(Coupon.issued_for_order == order.order_id))
-    if issued is not None:
+    db = session.connection()
+    if db.execute(REWARDED, {"order_id": order.order_id}).first() is not None:
         return
     reward = Coupon(
         code=f"THANKS-{secrets.token_hex(6).upper()}",
@@ -105,8 +112,9 @@ def _reward(session: Session, order: OrderOutcome) -> None:
         customer_phone=order.customer.phone,
         status="ACTIVE",
         issued_for_order=order.order_id,
+        created_at=utcnow(),
     )
-    session.add(reward)
+    db.execute(ISSUE, {column.key: getattr(reward, column.key) for column in _coupons.columns})
     outbox.add_event(
         session,
         CouponIssued(order_id=order.order_id, **rules.describe(reward)),
