@@ -40,11 +40,11 @@ from enum import Enum
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from messaging import batch_writes
 from messaging.connection import Backoff
 from messaging.delivery import Delivery
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.inbox import InboxColumns, first_deliveries, forget
-from messaging.outbox import DEFERRED, defer_rows
 from messaging.queue_worker import QueueWorker
 from messaging.retention import PRUNE_BATCH_SIZE, PRUNE_INTERVAL, Pruner
 from messaging.routes import Handler
@@ -189,7 +189,7 @@ class ConsumerRunner(QueueWorker):
                 return self._handle_carefully(session, envelopes, failed)
 
     def _handle_quickly(self, session: Session, envelopes: list[Envelope]) -> list[Outcome]:
-        defer_rows(session)
+        batch_writes.start(session)
         fresh = first_deliveries(
             session, self.inbox_model, self.queue, [(e.message_id, e.type) for e in envelopes]
         )
@@ -208,7 +208,6 @@ class ConsumerRunner(QueueWorker):
     def _handle_carefully(
         self, session: Session, envelopes: list[Envelope], failed: _Careful
     ) -> list[Outcome]:
-        session.info.pop(DEFERRED, None)  # each message's rows go in inside its savepoint
         fresh = first_deliveries(
             session, self.inbox_model, self.queue, [(e.message_id, e.type) for e in envelopes]
         )

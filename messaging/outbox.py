@@ -16,9 +16,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text, event, func, insert, select
+from sqlalchemy import BigInteger, Integer, String, Table, Text, func, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from messaging import batch_writes
 from messaging.database import UtcDateTime
 from messaging.doorbell import Doorbell
 from messaging.envelope import Envelope
@@ -60,30 +61,11 @@ class OutboxColumns:
         )
 
 
-DEFERRED = "shop_outbox_deferred"  # session.info: rows a batch inserts all at once
-
-
-def defer_rows(session: Session) -> None:
-    """From now on in this transaction, outbox rows wait and go in with one INSERT per
-    table just before it commits (a consumer's batch does this: many messages, one
-    statement). A row added inside a SAVEPOINT still goes in at once, so that rolling the
-    savepoint back takes it along."""
-    session.info[DEFERRED] = {}
-    event.listen(session, "before_commit", _insert_deferred)
-
-
-def _insert_deferred(session: Session) -> None:
-    if session.in_nested_transaction():  # a SAVEPOINT's release: not yet
-        return
-    for table, rows in session.info.pop(DEFERRED, {}).items():
-        session.connection().execute(insert(table), rows)
-
-
 class Outbox:
     """Adds events to one service's outbox table, inside the caller's transaction, and
     rings its doorbell once that commits, so the relay publishes at once
-    (messaging/doorbell.py). A row is written with a plain INSERT (or waits for its
-    batch's one INSERT: `defer_rows`)."""
+    (messaging/doorbell.py). A row is written with a plain INSERT, or waits for its
+    batch's one INSERT (messaging/batch_writes.py)."""
 
     def __init__(self, model: type[OutboxColumns], app_id: str) -> None:
         self.model = model
@@ -105,11 +87,10 @@ class Outbox:
             "attempts": 0,
         }
         table = self.model.__table__  # type: ignore[attr-defined]
-        deferred = session.info.get(DEFERRED)
-        if deferred is not None and not session.in_nested_transaction():
-            deferred.setdefault(table, []).append(row)
-        else:  # Core on the session's connection: much cheaper than Session.execute
-            session.connection().execute(insert(table), [row])
+        if batch_writes.collecting(session):  # a consumer's batch: one INSERT for all its rows
+            batch_writes.later(session, table, row, _insert_rows)
+        else:
+            _insert_rows(session, table, [row])
         self._bell(session).ring_after_commit(session)
         return envelope
 
@@ -130,3 +111,8 @@ class Outbox:
         model = self.model
         query = select(func.count()).select_from(model).where(model.sent_at.is_(None))
         return session.scalar(query) or 0
+
+
+def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Core on the session's connection: several times cheaper than Session.execute."""
+    session.connection().execute(insert(table), rows)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from messaging.envelope import Envelope, PoisonMessage
@@ -44,33 +44,47 @@ class PurchaseRequest(BaseModel):
     customer: CustomerIn
 
 
+_tickets = FlashTicket.__table__
+# A queue full of tickets is decided here, mostly LOST once the sale is sold out: the
+# ticket's own statements are Core, built once, on the session's connection.
+_sales = FlashSale.__table__
+DECIDED = select(_tickets.c.ticket_id).where(_tickets.c.ticket_id == bindparam("ticket_id"))
+RECORD = insert(_tickets)
+LOCK_SALE = select(_sales).where(_sales.c.id == bindparam("sale_id")).with_for_update()
+
+
 def decide_ticket(session: Session, envelope: Envelope) -> None:
     request = envelope.body_as(PurchaseRequest)
-    if session.get(FlashTicket, request.ticket_id) is not None:
+    db = session.connection()
+    if db.execute(DECIDED, {"ticket_id": request.ticket_id}).first() is not None:
         return  # decided before
-    sale = session.get(FlashSale, request.sale_id, with_for_update=True)
-    if sale is None:
+    locked = db.execute(LOCK_SALE, {"sale_id": request.sale_id}).first()  # the sale, locked
+    if locked is None:
         raise PoisonMessage(f"ticket {request.ticket_id} names unknown sale {request.sale_id}")
     phone = request.customer.phone
-    reason = _why_lost(session, sale, phone)
-    ticket = FlashTicket(
-        ticket_id=request.ticket_id,
-        sale_id=sale.id,
-        customer_name=request.customer.name,
-        customer_phone=phone,
-        decided_at=utcnow(),
-    )
+    reason = _why_lost(session, locked, phone)
+    ticket = {
+        "ticket_id": request.ticket_id,
+        "sale_id": locked.id,
+        "customer_name": request.customer.name,
+        "customer_phone": phone,
+        "decided_at": utcnow(),
+        "winner_phone": None,
+        "order_id": None,
+        "reason": reason,
+    }
     if reason is not None:
-        ticket.status, ticket.reason = "LOST", reason
-        session.add(ticket)
+        db.execute(RECORD, {**ticket, "status": "LOST"})
         count(session, {"lost": 1})
         return
+    sale = session.get(FlashSale, locked.id)  # a winner: the sale's row changes (the ORM's)
+    assert sale is not None
     sale.sold += 1
     product = get_product(session, sale.sku)
     order = new_order(request.customer.name, phone, [(product, 1, sale.price_cents)])
     store_order(session, order, flash_sale_id=sale.id)
-    ticket.status, ticket.winner_phone, ticket.order_id = "WON", phone, order.id
-    session.add(ticket)
+    session.flush()  # the order before its ticket names it
+    db.execute(RECORD, {**ticket, "status": "WON", "winner_phone": phone, "order_id": order.id})
     count(session, {"won": 1})
     if sale.sold == sale.quota:
         outbox.add_event(session, FlashSaleSoldOut(sale_id=sale.id), correlation_id=sale.id)
@@ -78,7 +92,7 @@ def decide_ticket(session: Session, envelope: Envelope) -> None:
         sale_lifecycle.close(session, sale, "sold_out")
 
 
-def _why_lost(session: Session, sale: FlashSale, phone: str) -> str | None:
+def _why_lost(session: Session, sale: FlashSale | Row, phone: str) -> str | None:
     if sale.closed_at is not None:  # its final `sold` went to the inventory: nothing more
         return "sold out" if sale.sold >= sale.quota else "the sale had ended"
     status = sale_status(sale, utcnow())

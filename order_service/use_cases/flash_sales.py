@@ -16,11 +16,13 @@ into `flash-sale.requests`, and the ticket worker (consumers/flash_worker.py) de
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from messaging import batch_writes
 from messaging.database import as_utc
 from messaging.outbox import utcnow
 from order_service import sale_lifecycle
@@ -111,19 +113,30 @@ def find_ticket(
 
 
 def count(session: Session, deltas: dict[str, int]) -> None:
-    """Add to the shared counters (a row per name, made on first use)."""
-    for name, delta in deltas.items():
-        if not delta:
-            continue
-        changed = session.execute(
-            update(FlashSaleCounter)
-            .where(FlashSaleCounter.name == name)
-            .values(value=FlashSaleCounter.value + delta)
-            .execution_options(synchronize_session=False)
-        )
-        if changed.rowcount == 0:
-            session.add(FlashSaleCounter(name=name, value=delta))
-            session.flush()
+    """Add to the shared counters (a row per name, made on first use); in a consumer's
+    batch, once for the whole batch (messaging/batch_writes.py)."""
+    if batch_writes.collecting(session):
+        batch_writes.later(session, "flash-sale counters", deltas, _add_to_counters)
+    else:
+        _add_to_counters(session, "flash-sale counters", [deltas])
+
+
+_counters = FlashSaleCounter.__table__
+BUMP = (
+    update(_counters)
+    .where(_counters.c.name == bindparam("key"))
+    .values(value=_counters.c.value + bindparam("delta"))
+)
+
+
+def _add_to_counters(session: Session, _kind: str, all_deltas: list[dict[str, int]]) -> None:
+    totals: Counter[str] = Counter()
+    for deltas in all_deltas:
+        totals.update(deltas)
+    db = session.connection()
+    for name, delta in sorted(totals.items()):  # in name order: two writers never deadlock
+        if delta and db.execute(BUMP, {"key": name, "delta": delta}).rowcount == 0:
+            db.execute(insert(_counters), {"name": name, "value": delta})
 
 
 def counters(session: Session) -> dict[str, int]:
