@@ -186,9 +186,10 @@ class ShopUp:
 
 
 @contextmanager
-def shop_up(folder: Path, label: str, **env: str) -> Iterator[ShopUp]:
+def shop_up(folder: Path, label: str, wait: bool = True, **env: str) -> Iterator[ShopUp]:
     """`shop up` with its defaults (SQLite under `folder`/var) on a fresh vhost, with the
-    extra environment `env`, until it answers /healthz; stopped after the block."""
+    extra environment `env`; once it answers /healthz (unless not `wait`), the block runs;
+    then it is stopped."""
     with fresh_vhost(label) as amqp:
         port, token = free_port(), secrets.token_urlsafe(16)
         environment = server_env(
@@ -198,7 +199,8 @@ def shop_up(folder: Path, label: str, **env: str) -> Iterator[ShopUp]:
         argv = [sys.executable, "-m", "shop", "up"]
         with running(argv, folder, environment, folder / "shop-up.log") as pid:
             shop = ShopUp(folder, amqp, port, token, pid)
-            wait_answers("`shop up`", shop.url("/healthz"))
+            if wait:
+                wait_answers("`shop up`", shop.url("/healthz"))
             yield shop
 
 
