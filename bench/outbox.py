@@ -47,6 +47,7 @@ from sqlalchemy import Engine
 
 from bench import parts
 from bench.support import (
+    CANNOT_MEASURE,
     BenchFailure,
     amqp_url,
     create_vhost,
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         results = run(args.messages, args.batch_size)
-    except BenchFailure as failure:
+    except CANNOT_MEASURE as failure:
         print(f"FAIL: {failure}")
         return 1
     print_table(results)

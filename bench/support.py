@@ -28,8 +28,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pika
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
+from messaging.connection import BrokerUnavailable
 from shop import local_servers
 from shop.local_servers import free_port
 from shop.process_tree import descendants
@@ -46,6 +48,11 @@ __all__ = ["HOST", "BenchFailure", "answers", "free_port", "fresh_vhost", "runni
 
 class BenchFailure(Exception):
     """A measurement could not be made: the numbers would be meaningless."""
+
+
+# What stops a bench with one FAIL line (exit 1) instead of a traceback: the broker going
+# away mid-run (another user's test stopping it, say) is one of them.
+CANNOT_MEASURE = (BenchFailure, BrokerUnavailable, pika.exceptions.AMQPConnectionError)
 
 
 def wait_until(

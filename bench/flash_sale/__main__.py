@@ -29,7 +29,7 @@ from bench.flash_sale.servers import (
     start_open_web,
     start_shop,
 )
-from bench.support import HOST, BenchFailure, print_log_tails, wait_answers
+from bench.support import CANNOT_MEASURE, HOST, print_log_tails, wait_answers
 from loadtest.client import REQUEST_TIMEOUT
 
 
@@ -125,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         generator = pick_generator(args.generator, args.connections, args.threads)
-    except BenchFailure as failure:
+    except CANNOT_MEASURE as failure:
         print(f"FAIL: {failure}")
         return 1
     with tempfile.TemporaryDirectory(prefix="bench-flash-sale-") as folder:
         try:
             with ExitStack() as stack:
                 rows = run(Context(args, Path(folder), generator, stack))
-        except BenchFailure as failure:
+        except CANNOT_MEASURE as failure:
             print(f"FAIL: {failure}")
             print_log_tails(Path(folder))
             return 1

@@ -22,7 +22,7 @@ from bench.pipeline.report import (
     print_table,
 )
 from bench.pipeline.trials import Search
-from bench.support import BenchFailure
+from bench.support import CANNOT_MEASURE
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             pipeline, bare, latency = run_http(args, parts)
         if "consumers" in parts:
             consumers = run_consumers(args)
-    except BenchFailure as failure:
+    except CANNOT_MEASURE as failure:
         print(f"FAIL: {failure}")
         return 1
     print_table(pipeline, bare, latency, consumers)
