@@ -55,15 +55,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_http(args: argparse.Namespace, parts: set[str]) -> tuple[Search | None, ...]:
+def run_http(args: argparse.Namespace, wanted: set[str]) -> tuple[Search | None, ...]:
     pipeline = latency = bare = None
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as name:
         folder = Path(name)
-        if "pipeline" in parts:
+        if "pipeline" in wanted:
             print("(a) pipeline: `shop up`, doubling then bisecting the order rate ...", flush=True)
             (folder / "shop").mkdir()
             pipeline, latency = measure_pipeline(args, folder / "shop")
-        if "bare" in parts:
+        if "bare" in wanted:
             print("(a) bare endpoint, the same gunicorn command line ...", flush=True)
             (folder / "bare").mkdir()
             bare = measure_bare(args, folder / "bare")
@@ -89,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     pipeline = bare = latency = None
     consumers: list[ConsumerResult] = []
-    parts = set(args.only or ["pipeline", "bare", "consumers"])
+    wanted = set(args.only or ["pipeline", "bare", "consumers"])
     try:
-        if parts & {"pipeline", "bare"}:
-            pipeline, bare, latency = run_http(args, parts)
-        if "consumers" in parts:
+        if wanted & {"pipeline", "bare"}:
+            pipeline, bare, latency = run_http(args, wanted)
+        if "consumers" in wanted:
             consumers = run_consumers(args)
     except CANNOT_MEASURE as failure:
         print(f"FAIL: {failure}")

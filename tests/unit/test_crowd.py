@@ -44,7 +44,7 @@ def server():
     Counting.in_flight = Counting.most_in_flight = 0
     Counting.paths = []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
