@@ -60,7 +60,6 @@ from messaging.connection import open_connection
 from messaging.database import make_engine, make_session_factory
 from messaging.envelope import Envelope
 from messaging.publisher import ConfirmingPublisher
-from messaging.relay import OutboxRelay
 from tests.support.databases import create_postgres_database, drop_postgres_database
 
 QUEUE = "inventory.orders"
@@ -173,7 +172,7 @@ def fill_outbox(engine: Engine, messages: int) -> None:
         left -= count
 
 
-def drain(relay: OutboxRelay, publisher: ConfirmingPublisher) -> int:
+def drain(relay: parts.OutboxRelay, publisher: ConfirmingPublisher) -> int:
     """Call relay_once until it claims nothing; return how many rows it published."""
     published = 0
     while True:

@@ -64,6 +64,7 @@ __all__ = [  # the names the benches use as they are
     "PURCHASE_REQUEST",
     "ApiProblem",
     "OrderIn",
+    "OutboxRelay",
     "PurchaseIn",
     "Settings",
     "problem",
