@@ -18,10 +18,11 @@ with the body and properties of a real event (`Envelope.properties()`, persisten
                               publish at a time, each waiting for its own confirm (N/5 messages,
                               so compare the msg/s column, not the seconds).
 
-Every measurement gets its own fresh RabbitMQ vhost (made and deleted through the
-management API), so the queue starts empty. After each one the script waits until the
-queue holds exactly the expected number of messages, and after the relay runs it checks
-the outbox backlog is 0; if not it prints a FAIL line and exits 1.
+Every measurement gets its own fresh RabbitMQ vhost (made and deleted by shop/vhosts.py,
+through the management API where it answers, else rabbitmqctl), so the queue starts
+empty. After each one the script waits until the queue holds exactly the expected number
+of messages, and after the relay runs it checks the outbox backlog is 0; if not it prints
+a FAIL line and exits 1.
 
 How to read the table: `msg/s` is messages divided by seconds; `vs raw` is that rate divided
 by the raw rate (1.00 = as fast as unconfirmed pika). The goal is that the SQLite relay
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 import tempfile
 import time
@@ -41,36 +41,34 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import pika
 import psycopg
 from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
-from bench.support import amqp_url, create_vhost, delete_vhost
+from bench import parts
+from bench.support import (
+    CANNOT_MEASURE,
+    BenchFailure,
+    amqp_url,
+    create_vhost,
+    delete_vhost,
+    queue_depth,
+    wait_for_depth,
+)
+from bench.table import table
 from messaging.connection import open_connection
 from messaging.database import make_engine, make_session_factory
 from messaging.envelope import Envelope
-from messaging.migrations import upgrade
 from messaging.publisher import ConfirmingPublisher
-from messaging.relay import OutboxRelay
-from messaging.settings import Settings
-from messaging.topology import EVENTS_EXCHANGE, declare_topology
-from order_service.handlers import SERVICE, outbox
-from order_service.models import OrderOutbox
+from tests.support.databases import create_postgres_database, drop_postgres_database
 
 QUEUE = "inventory.orders"
 EVENT_TYPE = "order.created"
-FLASH_SALE_QUEUE_LIMIT = Settings().flash_sale_queue_limit
 DEFAULT_BATCH_SIZE = 500  # OutboxRelay's default batch_size
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 INSERTS_PER_TRANSACTION = 5_000
 QUEUE_WAIT_SECONDS = 60.0
 GOAL = 0.5  # the SQLite relay must reach this fraction of the raw rate
-
-
-class BenchFailure(Exception):
-    """A measurement did not deliver what it should have: the numbers are meaningless."""
 
 
 @dataclass
@@ -87,38 +85,15 @@ class Result:
         return self.messages / self.seconds
 
 
-# --- RabbitMQ: a fresh vhost per measurement -------------------------------------------
+# --- RabbitMQ ------------------------------------------------------------------------------
 
 
 def prepare_queue(channel: BlockingChannel) -> None:
     """Declare the shop's topology and make sure the queue starts empty."""
-    declare_topology(channel, FLASH_SALE_QUEUE_LIMIT)
+    parts.declare_shop_topology(channel)
     channel.queue_purge(QUEUE)
-    if queue_depth(channel) != 0:
+    if queue_depth(channel, QUEUE) != 0:
         raise BenchFailure(f"{QUEUE} is not empty before the measurement")
-
-
-def queue_depth(channel: BlockingChannel) -> int:
-    """How many messages the queue holds (a passive declare changes nothing)."""
-    return channel.queue_declare(QUEUE, passive=True).method.message_count
-
-
-def wait_for_depth(connection: pika.BlockingConnection, expected: int) -> float:
-    """Wait until the queue holds `expected` messages; return how long that took."""
-    channel = connection.channel()  # a channel of its own: the measured one may be in confirm mode
-    started = time.perf_counter()
-    deadline = time.monotonic() + QUEUE_WAIT_SECONDS
-    depth = queue_depth(channel)
-    while depth != expected and time.monotonic() < deadline:
-        connection.sleep(0.05)
-        depth = queue_depth(channel)
-    channel.close()
-    if depth != expected:
-        raise BenchFailure(
-            f"{QUEUE} holds {depth} messages, expected {expected} "
-            f"(waited {QUEUE_WAIT_SECONDS:.0f} s)"
-        )
-    return time.perf_counter() - started
 
 
 # --- The events ----------------------------------------------------------------------------
@@ -142,34 +117,42 @@ def order_body() -> dict[str, object]:
 
 def new_event() -> Envelope:
     body = order_body()
-    return Envelope.new(EVENT_TYPE, body, correlation_id=body["order_id"], app_id=SERVICE)
+    return Envelope.new(
+        EVENT_TYPE, body, correlation_id=body["order_id"], app_id=parts.ORDER_APP_ID
+    )
 
 
 def body_size() -> int:
     return len(new_event().encoded_body())
 
 
-# --- (a) raw pika, no confirms ------------------------------------------------------------
+# --- (a), (d) plain pika, without and with per-message confirms ----------------------------
 
 
-def measure_raw(messages: int) -> Result:
-    """Publish without confirms; time from the first publish until the last one returns."""
-    method = "raw pika, no confirms"
+def measure_pika(method: str, messages: int, confirm_each: bool) -> Result:
+    """A basic_publish loop on a fresh vhost; the clock runs from the first publish until the
+    last one returns. With `confirm_each`, each publish waits for its own confirm."""
     events = [new_event() for _ in range(messages)]
     ready = [(event.encoded_body(), event.properties()) for event in events]
-    vhost = create_vhost("outbox-raw")
+    vhost = create_vhost("outbox-sync" if confirm_each else "outbox-raw")
     try:
-        connection = open_connection(amqp_url(vhost), "bench-raw")
+        connection = open_connection(amqp_url(vhost), f"bench: {method}")
         channel = connection.channel()
         prepare_queue(channel)
+        if confirm_each:
+            channel.confirm_delivery()
         started = time.perf_counter()
         for body, properties in ready:
-            channel.basic_publish(EVENTS_EXCHANGE, EVENT_TYPE, body, properties)
+            channel.basic_publish(
+                parts.EVENTS_EXCHANGE, EVENT_TYPE, body, properties, mandatory=confirm_each
+            )
         seconds = time.perf_counter() - started
-        landed = wait_for_depth(connection, messages)
+        landed = wait_for_depth(connection, QUEUE, messages, QUEUE_WAIT_SECONDS)
         connection.close()
     finally:
         delete_vhost(vhost)
+    if confirm_each:
+        return Result(method, messages, seconds, "fewer messages: compare msg/s")
     note = f"all {messages} in the queue {landed:.2f} s after the last publish returned"
     return Result(method, messages, seconds, note)
 
@@ -185,17 +168,11 @@ def fill_outbox(engine: Engine, messages: int) -> None:
         count = min(left, INSERTS_PER_TRANSACTION)
         with sessions() as session, session.begin():
             for _ in range(count):
-                body = order_body()
-                outbox.add(session, EVENT_TYPE, body, correlation_id=body["order_id"])
+                parts.add_to_order_outbox(session, EVENT_TYPE, order_body())
         left -= count
 
 
-def outbox_backlog(engine: Engine) -> int:
-    with make_session_factory(engine)() as session:
-        return outbox.backlog(session)
-
-
-def drain(relay: OutboxRelay, publisher: ConfirmingPublisher) -> int:
+def drain(relay: parts.OutboxRelay, publisher: ConfirmingPublisher) -> int:
     """Call relay_once until it claims nothing; return how many rows it published."""
     published = 0
     while True:
@@ -209,19 +186,13 @@ def drain(relay: OutboxRelay, publisher: ConfirmingPublisher) -> int:
 
 def measure_relay(method: str, database_url: str, messages: int, batch_size: int) -> Result:
     """Fill a fresh outbox, then time an OutboxRelay publishing all of it with confirms."""
-    upgrade(SERVICE, database_url)
+    parts.migrate(parts.ORDER_SERVICE, database_url)
     engine = make_engine(database_url)
     vhost = create_vhost("outbox-relay")
     try:
         fill_outbox(engine, messages)
         url = amqp_url(vhost)
-        relay = OutboxRelay(
-            engine=engine,
-            model=OrderOutbox,
-            amqp_url=url,
-            flash_sale_queue_limit=FLASH_SALE_QUEUE_LIMIT,
-            batch_size=batch_size,
-        )
+        relay = parts.order_relay(engine, url, batch_size)
         connection = open_connection(url, "bench-relay")
         channel = connection.channel()
         prepare_queue(channel)
@@ -229,9 +200,9 @@ def measure_relay(method: str, database_url: str, messages: int, batch_size: int
         started = time.perf_counter()
         published = drain(relay, publisher)
         seconds = time.perf_counter() - started
-        wait_for_depth(connection, messages)
+        wait_for_depth(connection, QUEUE, messages, QUEUE_WAIT_SECONDS)
         connection.close()
-        backlog = outbox_backlog(engine)
+        backlog = parts.order_outbox_backlog(engine)
     finally:
         delete_vhost(vhost)
         engine.dispose()
@@ -254,83 +225,39 @@ def postgres_base_url() -> str:
     )
 
 
-def admin_conninfo(url: str) -> str:
-    """The SQLAlchemy URL as a libpq URL that psycopg.connect() accepts."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def create_postgres_database(base_url: str) -> str | None:
-    """Create bench_outbox_<random>; return its URL, or None when PostgreSQL is unreachable."""
-    name = f"bench_outbox_{secrets.token_hex(4)}"
-    try:
-        with psycopg.connect(admin_conninfo(base_url), autocommit=True, connect_timeout=3) as db:
-            db.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError:
-        return None
-    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_postgres_database(url: str) -> None:
-    name = make_url(url).database
-    with psycopg.connect(admin_conninfo(url), dbname="postgres", autocommit=True) as db:
-        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def measure_relay_postgres(messages: int, batch_size: int) -> Result:
     method = "outbox relay (PostgreSQL)"
-    url = create_postgres_database(postgres_base_url())
-    if url is None:
+    base_url = postgres_base_url()
+    try:
+        url = create_postgres_database(base_url, prefix="bench_outbox", connect_timeout=3)
+    except psycopg.OperationalError:
         return Result(method, messages, note="skipped: PostgreSQL is not reachable")
     try:
         return measure_relay(method, url, messages, batch_size)
     finally:
-        drop_postgres_database(url)
-
-
-# --- (d) per-message synchronous confirms ---------------------------------------------------
-
-
-def measure_sync_confirms(messages: int) -> Result:
-    """The naive safe way: wait for each message's confirm before sending the next."""
-    method = "per-message sync confirms"
-    events = [new_event() for _ in range(messages)]
-    ready = [(event.encoded_body(), event.properties()) for event in events]
-    vhost = create_vhost("outbox-sync")
-    try:
-        connection = open_connection(amqp_url(vhost), "bench-sync-confirms")
-        channel = connection.channel()
-        prepare_queue(channel)
-        channel.confirm_delivery()
-        started = time.perf_counter()
-        for body, properties in ready:
-            channel.basic_publish(EVENTS_EXCHANGE, EVENT_TYPE, body, properties, mandatory=True)
-        seconds = time.perf_counter() - started
-        wait_for_depth(connection, messages)
-        connection.close()
-    finally:
-        delete_vhost(vhost)
-    return Result(method, messages, seconds, "fewer messages: compare msg/s")
+        drop_postgres_database(base_url, url)
 
 
 # --- The report ---------------------------------------------------------------------------
 
 
-def format_row(result: Result, raw_rate: float) -> str:
-    if result.rate is None:
-        return f"| {result.method:<26} | {result.messages:>8} | {'-':>7} | {'-':>8} | {'-':>6} |"
-    return (
-        f"| {result.method:<26} | {result.messages:>8} | {result.seconds:>7.2f} "
-        f"| {result.rate:>8.0f} | {result.rate / raw_rate:>5.2f}x |"
-    )
+def table_row(result: Result, raw_rate: float) -> list[str]:
+    if result.seconds is None or result.rate is None:
+        return [result.method, str(result.messages), "-", "-", "-"]
+    return [
+        result.method,
+        str(result.messages),
+        f"{result.seconds:.2f}",
+        f"{result.rate:.0f}",
+        f"{result.rate / raw_rate:.2f}x",
+    ]
 
 
 def print_table(results: list[Result]) -> None:
     raw_rate = results[0].rate
+    header = ["method", "messages", "seconds", "msg/s", "vs raw"]
     print()
-    print(f"| {'method':<26} | {'messages':>8} | {'seconds':>7} | {'msg/s':>8} | {'vs raw':>6} |")
-    print(f"|{'-' * 28}|{'-' * 9}:|{'-' * 8}:|{'-' * 9}:|{'-' * 7}:|")
-    for result in results:
-        print(format_row(result, raw_rate))
+    print(table(header, [table_row(result, raw_rate) for result in results], align="lrrrr"))
     print()
     for result in results:
         if result.note:
@@ -364,7 +291,7 @@ def run(messages: int, batch_size: int) -> list[Result]:
     print(f"{messages} messages of {body_size()} body bytes each; relay batch size {batch_size}")
 
     print("(a) raw pika, no confirms ...", flush=True)
-    results = [measure_raw(messages)]
+    results = [measure_pika("raw pika, no confirms", messages, confirm_each=False)]
 
     print("(b) outbox relay (SQLite) ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-outbox-") as folder:
@@ -375,7 +302,7 @@ def run(messages: int, batch_size: int) -> list[Result]:
     results.append(measure_relay_postgres(messages, batch_size))
 
     print(f"(d) per-message sync confirms ({sync_messages} messages) ...", flush=True)
-    results.append(measure_sync_confirms(sync_messages))
+    results.append(measure_pika("per-message sync confirms", sync_messages, confirm_each=True))
     return results
 
 
@@ -383,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         results = run(args.messages, args.batch_size)
-    except BenchFailure as failure:
+    except CANNOT_MEASURE as failure:
         print(f"FAIL: {failure}")
         return 1
     print_table(results)

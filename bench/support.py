@@ -1,39 +1,58 @@
-"""What the benchmark scripts (bench.outbox, bench.pipeline, bench.flash_sale) share.
+"""What the benchmark scripts (bench.outbox, bench.pipeline, bench.flash_sale) share, apart
+from the CPU meter (bench/cpu.py), the shop's parts (bench/parts.py) and the tables
+(bench/table.py):
 
-The local RabbitMQ they all use (AMQP_URL, as for the tests, else HOST:AMQP_PORT with user
-guest/guest; RABBITMQ_MANAGEMENT_URL where its management API is elsewhere), a fresh vhost
-per measurement (made and deleted by shop/vhosts.py, through the management API
-where it answers, else with rabbitmqctl; every queue starts empty), its AMQP URL, and the
-small helpers for waiting on a server: a free TCP port, whether a URL answers 200, and
-polling a condition until it holds.
+- the broker, found as the tests find theirs (tests/support/broker.py: AMQP_URL, else the
+  local one; RABBITMQ_MANAGEMENT_URL where its management API is elsewhere), and a fresh
+  vhost per measurement, made and deleted by shop/vhosts.py (through the management API
+  where it answers, else with rabbitmqctl), so every queue starts empty;
+- running a server for a block (`running`), `shop up` itself (`shop_up`), and waiting on
+  a condition or a URL;
+- how many messages a queue holds, and waiting until it holds so many;
+- BenchFailure: a measurement could not be made, so the bench prints FAIL and exits 1.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
-import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import requests
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
 
-from shop.process_tree import descendants, proc_stat  # noqa: F401 (the benchmarks import them from here)
+from messaging.connection import BrokerUnavailable
+from shop import local_servers
+from shop.local_servers import free_port
+from shop.process_tree import descendants
+from shop.running_shop import answers
 from shop.vhosts import Broker, VhostError
+from tests.support.broker import find_broker
 
 HOST = "127.0.0.1"
-AMQP_HOST = HOST
-AMQP_PORT = 5672
-USER, PASSWORD = "guest", "guest"
-BASE_AMQP_URL = f"amqp://{USER}:{PASSWORD}@{AMQP_HOST}:{AMQP_PORT}/%2F"
+REPO = Path(__file__).resolve().parent.parent
+START_SECONDS = 60.0  # for `shop up` or gunicorn to answer
+
+__all__ = ["HOST", "BenchFailure", "answers", "free_port", "fresh_vhost", "running", "shop_up"]
 
 
-# --- Waiting -------------------------------------------------------------------------------
+class BenchFailure(Exception):
+    """A measurement could not be made: the numbers would be meaningless."""
+
+
+# What stops a bench with one FAIL line (exit 1) instead of a traceback: the broker going
+# away mid-run (another user's test stopping it, say) is one of them.
+CANNOT_MEASURE = (BenchFailure, BrokerUnavailable, pika.exceptions.AMQPConnectionError)
 
 
 def wait_until(
@@ -41,25 +60,17 @@ def wait_until(
 ) -> float | None:
     """Poll `condition` until it is truthy; return how long that took, None at the deadline."""
     started = time.monotonic()
-    while True:
-        if condition():
-            return time.monotonic() - started
-        if time.monotonic() - started >= seconds:
-            return None
-        time.sleep(pause)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-def answers(url: str) -> bool:
     try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
+        local_servers.wait_until(condition, seconds, "a bench condition", pause)
+    except TimeoutError:
+        return None
+    return time.monotonic() - started
+
+
+def wait_answers(what: str, url: str) -> None:
+    """Wait until `url` answers 200; BenchFailure after START_SECONDS."""
+    if wait_until(lambda: answers(url), START_SECONDS) is None:
+        raise BenchFailure(f"{what} did not answer at {url} within {START_SECONDS:.0f} s")
 
 
 # --- RabbitMQ: a fresh vhost per measurement -----------------------------------------------
@@ -67,15 +78,15 @@ def answers(url: str) -> bool:
 
 @cache
 def broker() -> Broker:
-    """The local broker, its vhosts made as the tests make theirs (shop/vhosts.py):
-    through the management API where it answers, else with rabbitmqctl."""
-    url = os.environ.get("AMQP_URL", BASE_AMQP_URL)
-    return Broker.at(url, os.environ.get("RABBITMQ_MANAGEMENT_URL"))
+    found = find_broker(dict(os.environ))
+    if isinstance(found, str):
+        raise SystemExit(f"bench: no RabbitMQ: {found}")
+    return found
 
 
 def create_vhost(label: str) -> str:
-    """Make a new vhost `bench-{label}-{random}` on which guest has every right; return its
-    name. Where that cannot be done the bench stops with one line saying why."""
+    """Make a new vhost `bench-{label}-{random}` on which the user has every right; return
+    its name. Where that cannot be done the bench stops with one line saying why."""
     try:
         return broker().create_vhost(f"bench-{label}")
     except VhostError as error:
@@ -104,7 +115,40 @@ def fresh_vhost(label: str) -> Iterator[str]:
         delete_vhost(vhost)
 
 
-# --- Processes: run a server for a block, and find what it started ----------------------
+def queue_depth(channel: BlockingChannel, queue: str) -> int:
+    """How many messages `queue` holds (a passive declare changes nothing)."""
+    return channel.queue_declare(queue, passive=True).method.message_count
+
+
+def wait_for_depth(
+    connection: pika.BlockingConnection, queue: str, expected: int, seconds: float = 60.0
+) -> float:
+    """Wait until `queue` holds `expected` messages, keeping `connection` serviced; return
+    how long that took. BenchFailure after `seconds`."""
+    channel = connection.channel()  # a channel of its own: the caller's may be in confirm mode
+    started = time.perf_counter()
+    deadline = time.monotonic() + seconds
+    depth = queue_depth(channel, queue)
+    while depth != expected and time.monotonic() < deadline:
+        connection.sleep(0.05)
+        depth = queue_depth(channel, queue)
+    channel.close()
+    if depth != expected:
+        raise BenchFailure(
+            f"{queue} holds {depth} messages, expected {expected} (waited {seconds:.0f} s)"
+        )
+    return time.perf_counter() - started
+
+
+# --- Processes: run a server for a block ---------------------------------------------------
+
+
+def server_env(**changes: str) -> dict[str, str]:
+    """This environment for a server, without any *_DATABASE_URL (so `shop up` uses its
+    SQLite defaults under the folder it runs in), plus `changes`."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
+    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", **changes)
+    return env
 
 
 @contextmanager
@@ -128,3 +172,48 @@ def running(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Itera
                     with suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 process.wait()
+
+
+@dataclass
+class ShopUp:
+    """`python -m shop up` running in `folder` (its var/ holds the SQLite files)."""
+
+    folder: Path
+    amqp_url: str
+    port: int
+    token: str  # SHOP_ADMIN_TOKEN
+    pid: int
+
+    def url(self, path: str) -> str:
+        return f"http://{HOST}:{self.port}{path}"
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@contextmanager
+def shop_up(folder: Path, label: str, wait: bool = True, **env: str) -> Iterator[ShopUp]:
+    """`shop up` with its defaults (SQLite under `folder`/var) on a fresh vhost, with the
+    extra environment `env`; once it answers /healthz (unless not `wait`), the block runs;
+    then it is stopped."""
+    with fresh_vhost(label) as amqp:
+        port, token = free_port(), secrets.token_urlsafe(16)
+        environment = server_env(
+            AMQP_URL=amqp, SHOP_ADMIN_TOKEN=token, SHOP_HTTP_HOST=HOST, SHOP_HTTP_PORT=str(port)
+        )
+        environment.update(env)
+        argv = [sys.executable, "-m", "shop", "up"]
+        with running(argv, folder, environment, folder / "shop-up.log") as pid:
+            shop = ShopUp(folder, amqp, port, token, pid)
+            if wait:
+                wait_answers("`shop up`", shop.url("/healthz"))
+            yield shop
+
+
+def print_log_tails(folder: Path, lines: int = 20) -> None:
+    """The servers' logs go with the temporary folder: show their ends first."""
+    for log in sorted(folder.rglob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"--- the last lines of {log.relative_to(folder)}:")
+        print("\n".join(tail))

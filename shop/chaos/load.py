@@ -20,7 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from loadtest.flash_sale import HTTP_ERRORS, Answer, Http
+from loadtest.client import HTTP_ERRORS, Answer, Http
+from loadtest.crowd import Crowd
 
 LEDGER_SKUS = ("CHAOS-A", "CHAOS-B", "CHAOS-C")  # only orders change their stock
 STOCK_SET_SKU = "CHAOS-S"  # orders and stock sets
@@ -122,34 +123,25 @@ class Load:
     # --- the load ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Every worker until `seconds` have passed (or stop is set); returns when all ended."""
+        """Every worker until `seconds` have passed (or stop is set); returns when all ended.
+        Each kind of request is one thread of the load generator (loadtest/crowd.py), with
+        its own connection and pace; ordinary orders have a second thread."""
         deadline = time.monotonic() + self.seconds
-        work = {
-            "orders": self._order,
-            "coupon orders": self._coupon_order,
-            "flash purchases": lambda client: self._purchase(client, self.records.sale_id),
-            "slow sale purchases": lambda client: self._purchase(client, self.records.slow_sale_id),
-            "stock sets": self._stock_set,
-        }
-        threads = [
-            threading.Thread(target=self._pace, args=(step, PACES[name], deadline), name=name)
-            for name, step in work.items()
+        work = [
+            (self._order, PACES["orders"]),
+            (self._coupon_order, PACES["coupon orders"]),
+            (lambda client: self._purchase(client, self.records.sale_id), PACES["flash purchases"]),
+            (
+                lambda client: self._purchase(client, self.records.slow_sale_id),
+                PACES["slow sale purchases"],
+            ),
+            (self._stock_set, PACES["stock sets"]),
+            (self._order, 0.5),
         ]
-        threads.append(threading.Thread(target=self._pace, args=(self._order, 0.5, deadline)))
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-    def _pace(self, step, pause: float, deadline: float) -> None:
-        client = Http(self.base_url)
-        try:
-            while not self.stop.is_set() and time.monotonic() < deadline:
-                started = time.monotonic()
-                step(client)
-                self.stop.wait(max(0.0, pause - (time.monotonic() - started)))
-        finally:
-            client.close()
+        with Crowd(self.base_url, len(work)) as crowd:
+            loops = [crowd.keep_going(step, deadline, pause, self.stop) for step, pause in work]
+            for loop in loops:
+                loop.result()
 
     def _send(self, client: Http, method: str, path: str, body: object, headers=None):
         try:

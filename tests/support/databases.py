@@ -1,5 +1,6 @@
 """Databases for the tests: a SQLite file per test, and a fresh PostgreSQL database per test
-on the server named by TEST_POSTGRES_URL (or a testcontainers PostgreSQL where Docker answers)."""
+on the server named by TEST_POSTGRES_URL (or a testcontainers PostgreSQL where Docker answers).
+The benches make and drop their PostgreSQL databases with the same two functions."""
 
 from __future__ import annotations
 
@@ -28,9 +29,14 @@ def _admin_dsn(base_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def create_postgres_database(base_url: str) -> str:
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_admin_dsn(base_url), autocommit=True) as connection:
+def create_postgres_database(
+    base_url: str, prefix: str = "test", connect_timeout: int | None = None
+) -> str:
+    """A new empty database `{prefix}_{random}` on the server of `base_url`; its URL.
+    psycopg.OperationalError when the server does not answer (within `connect_timeout` s)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = _admin_dsn(base_url)
+    with psycopg.connect(admin, autocommit=True, connect_timeout=connect_timeout) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     return make_url(base_url).set(database=name).render_as_string(hide_password=False)
 
