@@ -188,17 +188,27 @@ class ConsumerRunner(QueueWorker):
             with self._sessions() as session, session.begin():
                 return self._handle_carefully(session, envelopes, failed)
 
-    def _handle_quickly(self, session: Session, envelopes: list[Envelope]) -> list[Outcome]:
-        batch_writes.start(session)
+    def _new(self, session: Session, envelopes: list[Envelope]) -> list[bool]:
+        """Record the batch in the inbox; for each message, whether it is new (not handled
+        before, and not a second copy of one earlier in this batch)."""
         fresh = first_deliveries(
             session, self.inbox_model, self.queue, [(e.message_id, e.type) for e in envelopes]
         )
+        new = []
+        for envelope in envelopes:
+            new.append(envelope.message_id in fresh)
+            fresh.discard(envelope.message_id)
+        return new
+
+    def _handle_quickly(self, session: Session, envelopes: list[Envelope]) -> list[Outcome]:
+        batch_writes.start(session)
         outcomes: list[Outcome] = []
-        for index, envelope in enumerate(envelopes):
-            if envelope.message_id not in fresh:
+        for index, (envelope, new) in enumerate(
+            zip(envelopes, self._new(session, envelopes), strict=True)
+        ):
+            if not new:
                 outcomes.append(Outcome(Result.DUPLICATE))
                 continue
-            fresh.discard(envelope.message_id)  # a second copy in this batch is a duplicate
             outcome = self._try(session, envelope)
             if outcome.result is not Result.HANDLED:
                 raise _Careful(index, outcome)
@@ -208,15 +218,13 @@ class ConsumerRunner(QueueWorker):
     def _handle_carefully(
         self, session: Session, envelopes: list[Envelope], failed: _Careful
     ) -> list[Outcome]:
-        fresh = first_deliveries(
-            session, self.inbox_model, self.queue, [(e.message_id, e.type) for e in envelopes]
-        )
         outcomes: list[Outcome] = []
-        for index, envelope in enumerate(envelopes):
-            if envelope.message_id not in fresh:
+        for index, (envelope, new) in enumerate(
+            zip(envelopes, self._new(session, envelopes), strict=True)
+        ):
+            if not new:
                 outcomes.append(Outcome(Result.DUPLICATE))
                 continue
-            fresh.discard(envelope.message_id)
             if index == failed.index:
                 outcomes.append(failed.outcome)  # what it did the first time
                 continue
