@@ -4,13 +4,11 @@ A consumer's batch handles a hundred messages in one transaction; each adds an o
 bumps a counter... A statement each would cost more than the handling itself. So while a
 transaction collects (`start(session)`, which the consumer runner does for its batch),
 a writer hands its row over with `later()`, and the rows of one kind go in with one
-statement just before the transaction commits. A write made inside a SAVEPOINT is done at
-once instead (`collecting()` says so), so that rolling the savepoint back takes it along.
+statement just before the transaction commits. Outside such a batch, or inside a
+SAVEPOINT (so that rolling the savepoint back takes the write along), it is done at once.
 
-    if batch_writes.collecting(session):
-        batch_writes.later(session, outbox_table, row, insert_rows)
-    else:
-        insert_rows(session, outbox_table, [row])
+    batch_writes.insert(session, outbox_table, row)       # one INSERT for the batch's rows
+    batch_writes.write(session, "counters", deltas, add)  # add(session, "counters", [deltas...])
 """
 
 from __future__ import annotations
@@ -18,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy import insert as insert_statement
 from sqlalchemy.orm import Session
 
 Writer = Callable[[Session, Any, list[Any]], None]  # (session, kind, items)
@@ -31,12 +30,23 @@ def start(session: Session) -> None:
     event.listen(session, "before_commit", _write_all)
 
 
-def collecting(session: Session) -> bool:
-    return _PENDING in session.info and not session.in_nested_transaction()
+def write(session: Session, kind: object, item: Any, writer: Writer) -> None:
+    """`writer(session, kind, [item, ...])` for this transaction's items of `kind`: once,
+    before the commit, while the transaction collects; else at once, for this item."""
+    if _PENDING in session.info and not session.in_nested_transaction():
+        session.info[_PENDING].setdefault(kind, (writer, []))[1].append(item)
+    else:
+        writer(session, kind, [item])
 
 
-def later(session: Session, kind: object, item: Any, write: Writer) -> None:
-    session.info[_PENDING].setdefault(kind, (write, []))[1].append(item)
+def insert(session: Session, table: Table, row: dict[str, Any]) -> None:
+    """A row into `table`, with the other rows of the batch in one Core INSERT."""
+    write(session, table, row, _insert_rows)
+
+
+def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    # Core on the session's connection: several times cheaper than Session.execute.
+    session.connection().execute(insert_statement(table), rows)
 
 
 def _write_all(session: Session) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import BigInteger, Integer, String, Table, Text, func, insert, select
+from sqlalchemy import BigInteger, Engine, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from messaging import batch_writes
@@ -70,7 +71,8 @@ class Outbox:
     def __init__(self, model: type[OutboxColumns], app_id: str) -> None:
         self.model = model
         self.app_id = app_id
-        self._bells: dict[str, Doorbell] = {}  # one per database the table is in
+        # One per engine the table is written through (weak: a disposed engine goes).
+        self._bells: WeakKeyDictionary[Engine, Doorbell] = WeakKeyDictionary()
 
     def add(
         self, session: Session, event_type: str, body: dict[str, Any], *, correlation_id: str
@@ -86,20 +88,17 @@ class Outbox:
             "created_at": datetime.fromtimestamp(envelope.timestamp, UTC),
             "attempts": 0,
         }
-        table = self.model.__table__  # type: ignore[attr-defined]
-        if batch_writes.collecting(session):  # a consumer's batch: one INSERT for all its rows
-            batch_writes.later(session, table, row, _insert_rows)
-        else:
-            _insert_rows(session, table, [row])
+        # In a consumer's batch, one INSERT for all its rows.
+        batch_writes.insert(session, self.model.__table__, row)  # type: ignore[attr-defined]
         self._bell(session).ring_after_commit(session)
         return envelope
 
     def _bell(self, session: Session) -> Doorbell:
         engine = session.get_bind()
-        url = str(engine.url)
-        bell = self._bells.get(url)
+        bell = self._bells.get(engine)  # type: ignore[call-overload]
         if bell is None:
-            bell = self._bells[url] = Doorbell.of(engine, self.model.__tablename__)  # type: ignore[attr-defined,arg-type]
+            table = self.model.__tablename__  # type: ignore[attr-defined]
+            bell = self._bells[engine] = Doorbell.of(engine, table)  # type: ignore[index,arg-type]
         return bell
 
     def add_event(self, session: Session, event: Event, *, correlation_id: str) -> Envelope:
@@ -111,8 +110,3 @@ class Outbox:
         model = self.model
         query = select(func.count()).select_from(model).where(model.sent_at.is_(None))
         return session.scalar(query) or 0
-
-
-def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Core on the session's connection: several times cheaper than Session.execute."""
-    session.connection().execute(insert(table), rows)

@@ -5,7 +5,8 @@ report (messaging/outbox.py); `flash_sale.sold_out` is a broadcast for the web p
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -172,15 +173,33 @@ def order_created(order: Order, flash_sale_id: str | None = None) -> OrderCreate
     )
 
 
-def order_confirmed(order: Order) -> OrderConfirmed:
+class SettledLine(Protocol):
+    sku: str
+    quantity: int
+
+
+class SettledOrder(Protocol):
+    """What an outcome event tells of its order: an Order, or the saga's Core read of one."""
+
+    id: str
+    customer_name: str
+    customer_phone: str
+    subtotal_cents: int
+    discount_cents: int
+    total_cents: int
+    coupon_code: str | None
+    lines: Sequence[SettledLine]
+
+
+def order_confirmed(order: SettledOrder) -> OrderConfirmed:
     return OrderConfirmed(**_outcome(order))
 
 
-def order_rejected(order: Order, reason: str) -> OrderRejected:
+def order_rejected(order: SettledOrder, reason: str) -> OrderRejected:
     return OrderRejected(**_outcome(order), reason=reason)
 
 
-def _outcome(order: Order) -> dict[str, object]:
+def _outcome(order: SettledOrder) -> dict[str, object]:
     return {
         "order_id": order.id,
         "customer": Customer(name=order.customer_name, phone=order.customer_phone),

@@ -115,10 +115,7 @@ def find_ticket(
 def count(session: Session, deltas: dict[str, int]) -> None:
     """Add to the shared counters (a row per name, made on first use); in a consumer's
     batch, once for the whole batch (messaging/batch_writes.py)."""
-    if batch_writes.collecting(session):
-        batch_writes.later(session, "flash-sale counters", deltas, _add_to_counters)
-    else:
-        _add_to_counters(session, "flash-sale counters", [deltas])
+    batch_writes.write(session, "flash-sale counters", deltas, _add_to_counters)
 
 
 _counters = FlashSaleCounter.__table__

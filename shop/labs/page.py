@@ -35,9 +35,7 @@ def labs_page() -> str:
         {
             "number": number,
             "lab": lab,
-            "reports": {
-                variant: last_report(lab.name, variant) for variant in ("sound", "broken")
-            },
+            "reports": {variant: last_report(lab.name, variant) for variant in ("sound", "broken")},
         }
         for number, lab in enumerate(LABS, start=1)
     ]
