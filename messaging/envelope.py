@@ -22,6 +22,30 @@ SCHEMA_VERSION = 1
 CONTENT_TYPE = "application/json"
 
 
+def message_properties(
+    *,
+    message_id: str,
+    type: str,
+    correlation_id: str,
+    app_id: str,
+    timestamp: int,
+    schema_version: int,
+    **extra: Any,
+) -> pika.BasicProperties:
+    """CONTRACT.md's message properties: persistent JSON, with who sent what, and when."""
+    return pika.BasicProperties(
+        content_type=CONTENT_TYPE,
+        delivery_mode=pika.DeliveryMode.Persistent,
+        message_id=message_id,
+        correlation_id=correlation_id,
+        type=type,
+        timestamp=timestamp,
+        app_id=app_id,
+        headers={"schema_version": schema_version},
+        **extra,
+    )
+
+
 class PoisonMessage(Exception):
     """A message that can never succeed: it is dead-lettered, never retried."""
 
@@ -55,15 +79,13 @@ class Envelope:
         return json.dumps(self.body, separators=(",", ":"), sort_keys=True).encode()
 
     def properties(self, **extra: Any) -> pika.BasicProperties:
-        return pika.BasicProperties(
-            content_type=CONTENT_TYPE,
-            delivery_mode=pika.DeliveryMode.Persistent,
+        return message_properties(
             message_id=self.message_id,
-            correlation_id=self.correlation_id,
             type=self.type,
-            timestamp=self.timestamp,
+            correlation_id=self.correlation_id,
             app_id=self.app_id,
-            headers={"schema_version": self.schema_version},
+            timestamp=self.timestamp,
+            schema_version=self.schema_version,
             **extra,
         )
 

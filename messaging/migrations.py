@@ -65,14 +65,14 @@ def run_environment(service: Service) -> None:
             target_metadata=service.metadata,
             version_table=version_table(service),
             render_as_batch=connection.dialect.name == "sqlite",
-            include_object=_owned_by_this_service,
+            include_object=owned_by_this_service,
         )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()
 
 
-def _owned_by_this_service(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+def owned_by_this_service(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
     """Services may share one database: autogenerate must leave the other services' tables
     (and their version tables) alone instead of proposing to drop them."""
     return not (type_ == "table" and reflected and compare_to is None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import takewhile
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -146,11 +147,10 @@ class ConfirmingPublisher:
     def _on_confirm(self, frame) -> None:  # type: ignore[no-untyped-def]
         method = frame.method
         acked = isinstance(method, pika.spec.Basic.Ack)
-        tags = (
-            [tag for tag in self._pending if tag <= method.delivery_tag]
-            if method.multiple
-            else [method.delivery_tag]
-        )
+        if method.multiple:  # every tag up to this one; _pending is in tag order
+            tags = list(takewhile(lambda tag: tag <= method.delivery_tag, self._pending))
+        else:
+            tags = [method.delivery_tag]
         for tag in tags:
             index = self._pending.pop(tag, None)
             if index is None:

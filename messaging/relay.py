@@ -45,7 +45,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pika
-from sqlalchemy import Engine, Select, any_, func, select, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    ColumnElement,
+    Engine,
+    Row,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,10 +70,11 @@ from messaging.database import (
     supports_skip_locked,
 )
 from messaging.doorbell import Doorbell
+from messaging.envelope import message_properties
 from messaging.outbox import OutboxColumns, utcnow
 from messaging.publisher import ConfirmingPublisher, Outcome, Outgoing, PublishFailed
 from messaging.retention import PRUNE_BATCH_SIZE, PRUNE_INTERVAL, Pruner
-from messaging.topology import Topology
+from messaging.topology import EVENTS_EXCHANGE, Topology
 from messaging.worker import ReconnectingWorker
 
 log = logging.getLogger(__name__)
@@ -93,6 +108,8 @@ class OutboxRelay(ReconnectingWorker):
     ) -> None:
         super().__init__(name=name, amqp_url=amqp_url, topology=topology)
         self.model = model
+        self._table: Table = model.__table__  # type: ignore[attr-defined]
+        self._relayed = [self._table.c[name] for name in RELAYED]
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.doorbell = Doorbell.of(engine, model.__tablename__)  # type: ignore[attr-defined]
@@ -162,7 +179,7 @@ class OutboxRelay(ReconnectingWorker):
         result = BatchResult(0, 0)
         if rows:
             try:
-                outcomes = publisher.publish_batch(self._outgoing(rows))
+                outcomes = publisher.publish_batch(self.outgoing(rows))
             except Exception:
                 self._release(rows)  # the broker went away: the next claim starts with them
                 raise
@@ -170,40 +187,40 @@ class OutboxRelay(ReconnectingWorker):
         self.pruner.prune_if_due()
         return result
 
-    def claim(self) -> list[OutboxColumns]:
-        """The oldest unsent rows whose lease is free, oldest first; leased on PostgreSQL."""
+    def claim(self) -> list[Row]:
+        """The oldest unsent rows whose lease is free, oldest first; leased on PostgreSQL.
+        Core rows, not ORM objects: a batch is hundreds of them."""
         now = utcnow()
-        model = self.model
+        table = self._table
         if self._lease is None:  # SQLite: one relay, a read that takes no write lock
             with self._read_sessions() as session, session.begin():
-                return list(session.scalars(self._claimable(select(model), now)))
-        free = self._claimable(select(model.id), now).with_for_update(skip_locked=True)
+                return list(session.connection().execute(self._claimable(self._relayed, now)))
+        free = self._claimable([table.c.id], now).with_for_update(skip_locked=True)
         lease = (
-            update(model)
+            update(table)
             # `= ANY(ARRAY(...))`, not `IN (...)`: the ids are looked up in the primary key;
             # with IN the planner may hash-join against a scan of the whole table.
-            .where(model.id == any_(func.array(free.scalar_subquery())))
+            .where(table.c.id == any_(func.array(free.scalar_subquery())))
             .values(claimed_until=now + self._lease)
-            .returning(model)
-            .execution_options(synchronize_session=False)
+            .returning(*self._relayed)
         )
         with self._sessions() as session, session.begin():
-            rows = list(session.scalars(lease))
+            rows = list(session.connection().execute(lease))
         return sorted(rows, key=lambda row: row.id)  # RETURNING keeps no order
 
-    def record(self, rows: Sequence[OutboxColumns], outcomes: Sequence[Outcome]) -> BatchResult:
+    def record(self, rows: Sequence[Row], outcomes: Sequence[Outcome]) -> BatchResult:
         """Mark the confirmed rows sent; release the refused ones with their error."""
-        model = self.model
+        table = self._table
         confirmed = [
             row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome.confirmed
         ]
         with self._sessions() as session, session.begin():
+            db = session.connection()
             if confirmed:
-                session.execute(
-                    update(model)
-                    .where(model.id.in_(confirmed))
+                db.execute(
+                    update(table)
+                    .where(self._among(confirmed))
                     .values(sent_at=utcnow(), claimed_until=None)
-                    .execution_options(synchronize_session=False)
                 )
             for row, outcome in zip(rows, outcomes, strict=True):
                 if not outcome.confirmed:
@@ -213,49 +230,86 @@ class OutboxRelay(ReconnectingWorker):
                         row.event_type,
                         outcome.error,
                     )
-                    session.execute(
-                        update(model)
-                        .where(model.id == row.id)
+                    db.execute(
+                        update(table)
+                        .where(table.c.id == row.id)
                         .values(
-                            attempts=model.attempts + 1,
+                            attempts=table.c.attempts + 1,
                             last_error=outcome.error,
                             claimed_until=None,
                         )
                     )
         return BatchResult(claimed=len(rows), refused=len(rows) - len(confirmed))
 
-    def _outgoing(self, rows: Sequence[OutboxColumns]) -> list[Outgoing]:
+    def outgoing(self, rows: Sequence[Row]) -> list[Outgoing]:
+        """The messages of claimed rows: each row's payload is its body, byte for byte (the
+        outbox stores what Envelope.encoded_body() makes), with the event's properties."""
         assert self.topology is not None
         broadcast = self.topology.is_broadcast
         return [
-            Outgoing.event(row.to_envelope(), broadcast=broadcast(row.event_type)) for row in rows
+            Outgoing(
+                EVENTS_EXCHANGE,
+                row.event_type,
+                row.payload.encode(),
+                message_properties(
+                    message_id=row.message_id,
+                    type=row.event_type,
+                    correlation_id=row.correlation_id,
+                    app_id=row.app_id,
+                    timestamp=int(row.created_at.timestamp()),
+                    schema_version=row.schema_version,
+                ),
+                mandatory=not broadcast(row.event_type),  # a broadcast may find no listener
+            )
+            for row in rows
         ]
 
-    def _claimable(self, query: Select, now: datetime) -> Select:  # type: ignore[type-arg]
-        model = self.model
-        lease_free = model.claimed_until.is_(None) | (model.claimed_until < now)
+    def _claimable(self, columns: Sequence[Column], now: datetime) -> Select:  # type: ignore[type-arg]
+        """Unsent rows with a free lease, oldest first: a walk along the index of unsent
+        rows (ix_<outbox>_unsent, messaging/outbox.py), however many were sent before."""
+        c = self._table.c
+        lease_free = c.claimed_until.is_(None) | (c.claimed_until < now)
         return (
-            query.where(model.sent_at.is_(None), lease_free)
-            .order_by(model.id)
+            select(*columns)
+            .where(c.sent_at.is_(None), lease_free)
+            .order_by(c.id)
             .limit(self.batch_size)
         )
 
-    def _release(self, rows: Sequence[OutboxColumns]) -> None:
+    def _among(self, ids: list[int]) -> ColumnElement[bool]:
+        """`id = ANY(:ids)` on PostgreSQL (one array parameter), `id IN (...)` on SQLite."""
+        if self._lease is None:
+            return self._table.c.id.in_(ids)
+        return self._table.c.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
+
+    def _release(self, rows: Sequence[Row]) -> None:
         """Give up the lease on rows whose fate is unknown, so they keep their place in
         line; if the database cannot be reached either, the lease runs out by itself."""
         if self._lease is None:
             return
-        model = self.model
+        table = self._table
         try:
             with self._sessions() as session, session.begin():
-                session.execute(
-                    update(model)
-                    .where(model.id.in_([row.id for row in rows]), model.sent_at.is_(None))
+                session.connection().execute(
+                    update(table)
+                    .where(self._among([row.id for row in rows]), table.c.sent_at.is_(None))
                     .values(claimed_until=None)
-                    .execution_options(synchronize_session=False)
                 )
         except DBAPIError as error:
             log.warning("%s could not release its claim (%s)", self.name, error.orig)
+
+
+# What the relay reads of a row: enough to publish it and to name it in a log line.
+RELAYED = (
+    "id",
+    "message_id",
+    "event_type",
+    "correlation_id",
+    "app_id",
+    "schema_version",
+    "payload",
+    "created_at",
+)
 
 
 def _sleep(connection, stop: threading.Event, seconds: float) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from messaging.connection import open_connection
 from messaging.database import make_session_factory
 from messaging.management import first_url
-from messaging.publisher import ConfirmingPublisher, Outgoing
+from messaging.publisher import ConfirmingPublisher
 from order_service import events as order_events
 from order_service.models import OrderOutbox
 from shop.tcp_proxy import TcpProxy
@@ -113,7 +113,7 @@ def test_rows_of_a_relay_that_died_before_recording_are_published_again(
     connection = open_connection(amqp_url, "tests: the relay that dies")
     try:  # it publishes, the broker confirms, and it dies before it records anything
         publisher = ConfirmingPublisher(connection, connection.channel())
-        outcomes = publisher.publish_batch([Outgoing.event(row.to_envelope()) for row in rows])
+        outcomes = publisher.publish_batch(dead.outgoing(rows))
         assert all(outcome.confirmed for outcome in outcomes)
     finally:
         connection.close()
