@@ -25,9 +25,12 @@ of messages, and after the relay runs it checks the outbox backlog is 0; if not 
 a FAIL line and exits 1.
 
 How to read the table: `msg/s` is messages divided by seconds; `vs raw` is that rate divided
-by the raw rate (1.00 = as fast as unconfirmed pika). The goal is that the SQLite relay
-reaches at least 0.5 of raw. The script exits 0 whether or not the goal is met: it is a
-benchmark, not a test. Run it on a quiet machine and more than once; the numbers move.
+by the raw rate (1.00 = as fast as unconfirmed pika). The goal is that the relay reaches at
+least 0.5 of raw, on SQLite and on PostgreSQL. (Raw pika's clock stops when its last
+publish returns, before the broker has stored anything; the relay's runs until the broker
+confirmed the last batch, so it pays the quorum queue's writes too.) The script exits 0
+whether or not the goal is met: it is a benchmark, not a test. Run it on a quiet machine
+and more than once; the numbers move.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ DEFAULT_BATCH_SIZE = 500  # OutboxRelay's default batch_size
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 INSERTS_PER_TRANSACTION = 5_000
 QUEUE_WAIT_SECONDS = 60.0
-GOAL = 0.5  # the SQLite relay must reach this fraction of the raw rate
+GOAL = 0.5  # the relay, on either database, must reach this fraction of the raw rate
 
 
 @dataclass
@@ -264,11 +267,15 @@ def print_table(results: list[Result]) -> None:
             print(f"  {result.method}: {result.note}")
 
 
-def print_goal(raw: Result, relay: Result) -> None:
-    ratio = relay.rate / raw.rate
-    verdict = "goal met" if ratio >= GOAL else "goal NOT met"
+def print_goals(raw: Result, relays: list[Result]) -> None:
     print()
-    print(f"goal: {relay.method} >= {GOAL:.2f} of raw; it reached {ratio:.2f}: {verdict}")
+    for relay in relays:
+        if relay.rate is None:
+            print(f"goal: {relay.method} >= {GOAL:.2f} of raw; not measured ({relay.note})")
+            continue
+        ratio = relay.rate / raw.rate
+        verdict = "goal met" if ratio >= GOAL else "goal NOT met"
+        print(f"goal: {relay.method} >= {GOAL:.2f} of raw; it reached {ratio:.2f}: {verdict}")
 
 
 # --- Main -----------------------------------------------------------------------------------
@@ -314,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL: {failure}")
         return 1
     print_table(results)
-    print_goal(raw=results[0], relay=results[1])
+    print_goals(raw=results[0], relays=results[1:3])
     return 0
 
 

@@ -1,8 +1,8 @@
 """How cheaply does the flash sale answer a crowd? Run `python -m bench.flash_sale`.
 
 One run, one table. Every row is served by the same gunicorn command line, the shop's own
-web process (shop.processes.process_specs: 2 gthread workers x 8 threads, access log to
-stdout); only the app at its end differs. Every row has its own fresh RabbitMQ vhost (made
+web process (shop.processes.process_specs: 2 gthread workers x 8 threads, no access
+log); only the app at its end differs. Every row has its own fresh RabbitMQ vhost (made
 and deleted by shop/vhosts.py), its own SQLite database in a temporary folder,
 and the same FLASH_SALE_QUEUE_LIMIT (default 1000). Every request is a POST with a
 distinct customer (a new phone number each), from --connections keep-alive connections,
@@ -35,7 +35,8 @@ The three servers run side by side. After a warm-up of each, the rows are measur
 the machine is shared (with RabbitMQ, the generator, and whatever else runs on it), and
 interleaving puts every row through the same ups and downs, so the ratios compare like
 with like. A row's numbers are its rounds added up; p50/p99 pool the rounds' latency
-distributions.
+distributions; a goal on throughput takes the row's ratio to its baseline in each round and
+the median of the rounds.
 
 How to read the table: `req/s` is answers per second (any status); p50/p99 are the
 latencies the generator saw (closed loop: each connection sends its next request when the
@@ -47,12 +48,12 @@ no-op's p99; `statuses` counts the answers by HTTP status. The goals:
   - the open-sale row at least 15x the naive baseline's throughput (no endpoint can go
     beyond the no-op, so the output also says how far the no-op itself is above naive).
 Below the table, where the CPU went in each row, in % of one core, from /proc/PID/stat:
-`web` the gunicorn processes, `supervisor` `shop up` itself (it also pumps every
-access-log line of the web processes), `services` the shop's other processes (order,
-inventory, coupon, notification), `broker` RabbitMQ (shared with anything else using
-it), `generator`, `other` the rest of the machine (other work on a shared machine),
-`machine` the total (100 % per core); `web ms/answer` the web processes' CPU
-milliseconds per answer (the cost of the endpoint itself, the least noisy number here);
+`web` the gunicorn processes, `supervisor` `shop up` itself (it pumps the access-log
+lines of the web processes only with `shop up --access-log`), `services` the shop's other
+processes (order, inventory, coupon, notification), `broker` RabbitMQ (shared with
+anything else using it), `generator`, `other` the rest of the machine (other work on a
+shared machine), `machine` the total (100 % per core); `web ms/answer` the web processes'
+CPU milliseconds per answer (the cost of the endpoint itself, the least noisy number here);
 `busiest worker` the share of the web CPU that the busier gunicorn worker took, averaged
 over the rounds (50 % is even; gthread workers keep the keep-alive connections they
 accepted, so one worker may serve most of them and be bound by its GIL). Then the goals,

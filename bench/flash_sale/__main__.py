@@ -90,10 +90,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--duration", type=float, default=8.0, help="seconds of load per row (default 8)"
+        "--duration", type=float, default=9.0, help="seconds of load per row (default 9)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=4, help="rounds the duration is split into (default 4)"
+        "--rounds", type=int, default=3, help="rounds the duration is split into (default 3)"
     )
     parser.add_argument(
         "--connections", type=int, default=32, help="keep-alive connections (default 32)"

@@ -125,9 +125,9 @@ def start_shop(context: Context) -> tuple[Row, str, str]:
     )
     row = Row("sold_out", "sold out (the shop)", shop.port, "", shop.pid)
     row.notes.append(
-        "`shop up` pumps every access-log line of the web processes through its supervisor "
-        "(the 'supervisor' CPU column; 'services' are the order, inventory, coupon and "
-        "notification processes)"
+        "`shop up` as `make run` starts it, without --access-log, so no access-log line goes "
+        "through its supervisor (the 'supervisor' CPU column); 'services' are the order, "
+        "inventory, coupon and notification processes"
     )
     return row, shop.amqp_url, shop.token
 

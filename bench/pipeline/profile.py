@@ -54,10 +54,11 @@ class Profile:
 
 
 STAGE_LEGEND = """\
-    envelope: Envelope.from_delivery; inbox: first_delivery, with the transaction's start
-    (pool checkout, BEGIN IMMEDIATE, SELECT, SAVEPOINT, INSERT, RELEASE); handler: the
-    service's handler; commit: the rest (flushing the handler's new rows, COMMIT); ack:
-    basic_ack; waiting: for the next delivery."""
+    envelope: Envelope.from_delivery; inbox: first_deliveries, once per batch, with the
+    transaction's start (pool checkout, BEGIN IMMEDIATE, one INSERT ... ON CONFLICT DO
+    NOTHING RETURNING for the batch); handler: the service's handler; commit: the rest (a
+    flush after each message, the batch's outbox INSERT, COMMIT); ack: basic_ack, once per
+    batch (multiple=True); waiting: for the next batch. All of it per message."""
 
 
 LAYERS = [  # (layer, a test on (file, function name)); the first that matches wins
@@ -136,14 +137,13 @@ def print_layers(profile: Profile) -> None:
 
 
 CONSUMER_SUGGESTIONS = """\
-  (c) suggestions, from the profile: per message the runner opens a session, takes SQLite's
-      write lock (BEGIN IMMEDIATE), SELECTs the inbox, opens a SAVEPOINT, flushes the inbox
-      row, runs the handler, flushes again, commits and acks; most of that is SQLAlchemy's
-      own Python, not SQLite.
-      - handle a batch of deliveries (up to the prefetch) in one transaction, each in its own
-        SAVEPOINT so a poison message only rolls back itself, then commit once and ack once
-        with multiple=True: the session, BEGIN, commit and ack are paid once per batch;
-      - record the inbox row with one INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL
-        have it) and read the rowcount, instead of SELECT + SAVEPOINT + INSERT;
-      - write inbox and outbox rows with Core insert() instead of session.add(), which skips
-        the unit of work's bookkeeping."""
+  (c) suggestions, from the profile: a batch (up to the prefetch) already shares one
+      transaction, one inbox INSERT, one outbox INSERT, one COMMIT and one ack; what is left
+      is per message: the envelope, the handler's statements and a flush after each.
+      - a handler that still goes through the ORM (session.get, session.add, lazy loads)
+        pays several times what a Core statement built once costs (see the saga, the read
+        model and the inventory's order path);
+      - a handler's write that nothing later in the batch reads can wait for the batch's one
+        statement (messaging/batch_writes.py: the outbox rows, the SMS rows, the timeline);
+      - past that, the cost is pika's and the broker's: a larger prefetch (a larger batch)
+        shares the fixed part among more messages."""

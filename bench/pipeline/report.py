@@ -229,14 +229,11 @@ def print_findings(name: str, search: Search | None) -> None:
 
 PIPELINE_SUGGESTIONS = """\
   (a) suggestions: orders.db is written by every web request thread ({web}) and by the
-      order process's relay, saga and read model, and messaging/database.py begins *every*
-      transaction with BEGIN IMMEDIATE, reads too: the web's product lookup, GET
-      /api/orders/{{id}}, the relay's poll every 20 ms even when the outbox is empty. A
-      writer that finds the lock taken sleeps 1, 2, 5, 10, 15, 20, 25 ... ms (SQLite's busy
-      handler) instead of waking when it frees, so under load the web threads sleep.
-      - begin read-only transactions deferred (plain BEGIN): the product lookup in
-        place_order, GET requests, the relay's claim when nothing is waiting;
-      - take the write lock fewer times per order: batch consumer deliveries per transaction
-        (see (c)); let the relay poll less often when it found nothing;
-      - or put the order service on PostgreSQL (ORDER_DATABASE_URL), where writers lock rows,
-        not the whole file."""
+      order process's relay, saga and read model. Its writers queue for SQLite's one write
+      lock (messaging/database.py begins a writing transaction with BEGIN IMMEDIATE; reads
+      use a plain BEGIN and take no lock), and a writer that finds it taken sleeps 1, 2, 5,
+      10, 15, 20, 25 ... ms (SQLite's busy handler) instead of waking when it frees. The
+      consumers already take the lock once per batch and the relay only when it has rows.
+      - make each web request's write transaction shorter (nothing but the INSERTs in it);
+      - or put the services on PostgreSQL (*_DATABASE_URL), where writers lock rows, not the
+        whole file, and `shop up --scale order=2` adds processes that share the work."""
