@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -94,12 +94,17 @@ def place_order(
         order.total_cents = order.subtotal_cents - order.discount_cents
     try:
         with sessions.begin() as session:
-            session.add(order)
-            if idempotency_key is not None:
-                session.add(
-                    IdempotencyKey(key=idempotency_key, request_hash=request_hash, order=order)
+            store_order(session, order)
+            if idempotency_key is not None:  # a second request with the key collides here
+                session.connection().execute(
+                    insert(IdempotencyKey.__table__),
+                    {
+                        "key": idempotency_key,
+                        "request_hash": request_hash,
+                        "order_id": order.id,
+                        "created_at": order.created_at,
+                    },
                 )
-            outbox.add_event(session, order_created(order), correlation_id=order.id)
     except IntegrityError:
         if idempotency_key is None:
             raise
@@ -122,8 +127,15 @@ def order_id_for_key(idempotency_key: str) -> str:
     return str(uuid.uuid5(ORDER_IDS, idempotency_key))
 
 
+class Sold(Protocol):
+    """What an order line takes of its product: a Product, or a row of its sku and name."""
+
+    sku: str
+    name: str
+
+
 def new_order(
-    name: str, phone: str, lines: list[tuple[Product, int, int]], order_id: str | None = None
+    name: str, phone: str, lines: list[tuple[Sold, int, int]], order_id: str | None = None
 ) -> Order:
     """A PENDING order of (product, quantity, unit price) lines, its story begun."""
     now = utcnow()
@@ -154,13 +166,44 @@ def new_order(
 
 
 def store_order(session: Session, order: Order, flash_sale_id: str | None = None) -> None:
-    """The order and its `order.created` event, in the caller's transaction.
+    """The order (made by new_order), its lines, its story so far and its `order.created`
+    event, in the caller's transaction.
 
-    A flash-sale winner's order names its sale, so the inventory takes its units from the
-    sale's allocation rather than from the ordinary stock.
+    Every order of the shop is stored here, the web's and the flash-sale winners', so it
+    writes with Core INSERTs built once (several times cheaper than the ORM's flush); the
+    Order object stays as it was made, for the answer. A flash-sale winner's order names its
+    sale, so the inventory takes its units from the sale's allocation, not from the stock.
     """
-    session.add(order)
+    db = session.connection()
+    db.execute(INSERT_ORDER, {column: getattr(order, column) for column in ORDER_COLUMNS})
+    db.execute(
+        INSERT_LINES,
+        [
+            {column: getattr(line, column) for column in LINE_COLUMNS} | {"order_id": order.id}
+            for line in order.lines
+        ],
+    )
+    db.execute(
+        INSERT_STORY,
+        [
+            {
+                "order_id": order.id,
+                "event": e.event,
+                "service": e.service,
+                "at": e.at,
+                "detail": e.detail,
+            }
+            for e in order.timeline
+        ],
+    )
     outbox.add_event(session, order_created(order, flash_sale_id), correlation_id=order.id)
+
+
+_orders, _lines = Order.__table__, OrderLine.__table__
+ORDER_COLUMNS = [column.name for column in _orders.columns]
+LINE_COLUMNS = [column.name for column in _lines.columns if column.name != "order_id"]
+INSERT_ORDER, INSERT_LINES = insert(_orders), insert(_lines)
+INSERT_STORY = insert(TimelineEntry.__table__)
 
 
 def _reserve_coupon(coupons: Coupons, code: str, order: Order) -> int:
