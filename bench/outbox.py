@@ -36,7 +36,6 @@ and more than once; the numbers move.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -44,7 +43,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import Engine
 
@@ -55,6 +53,7 @@ from bench.support import (
     amqp_url,
     create_vhost,
     delete_vhost,
+    fresh_postgres,
     queue_depth,
     wait_for_depth,
 )
@@ -63,12 +62,10 @@ from messaging.connection import open_connection
 from messaging.database import make_engine, make_session_factory
 from messaging.envelope import Envelope
 from messaging.publisher import ConfirmingPublisher
-from tests.support.databases import create_postgres_database, drop_postgres_database
 
 QUEUE = "inventory.orders"
 EVENT_TYPE = "order.created"
 DEFAULT_BATCH_SIZE = 500  # OutboxRelay's default batch_size
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 INSERTS_PER_TRANSACTION = 5_000
 QUEUE_WAIT_SECONDS = 60.0
 GOAL = 0.5  # the relay, on either database, must reach this fraction of the raw rate
@@ -220,25 +217,12 @@ def sqlite_url(folder: str) -> str:
     return f"sqlite:///{Path(folder) / 'orders.db'}"
 
 
-def postgres_base_url() -> str:
-    return (
-        os.environ.get("BENCH_POSTGRES_URL")
-        or os.environ.get("TEST_POSTGRES_URL")
-        or DEFAULT_POSTGRES_URL
-    )
-
-
 def measure_relay_postgres(messages: int, batch_size: int) -> Result:
     method = "outbox relay (PostgreSQL)"
-    base_url = postgres_base_url()
-    try:
-        url = create_postgres_database(base_url, prefix="bench_outbox", connect_timeout=3)
-    except psycopg.OperationalError:
-        return Result(method, messages, note="skipped: PostgreSQL is not reachable")
-    try:
+    with fresh_postgres("bench_outbox") as url:
+        if url is None:
+            return Result(method, messages, note="skipped: PostgreSQL is not reachable")
         return measure_relay(method, url, messages, batch_size)
-    finally:
-        drop_postgres_database(base_url, url)
 
 
 # --- The report ---------------------------------------------------------------------------

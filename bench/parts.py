@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from pika.adapters.blocking_connection import BlockingChannel
@@ -179,6 +180,37 @@ def insert_orders(engine: Engine, product: ProductRow, customer: dict, count: in
     return ids
 
 
+def open_sale(engine: Engine, sale_id: str, quota: int) -> None:
+    """A product and a flash sale of `quota` units, open now, its units held (as if the
+    inventory had answered `flash_sale.created`)."""
+    with make_session_factory(engine).begin() as session:
+        session.add(Product(sku="BENCH-PHONE", name="Bench phone", price_cents=9900, available=0))
+        session.flush()
+        session.add(
+            FlashSale(
+                id=sale_id,
+                sku="BENCH-PHONE",
+                price_cents=100,
+                requested_quota=quota,
+                quota=quota,
+                sold=0,
+                allocation="held",
+                starts_at=utcnow() - timedelta(minutes=1),
+            )
+        )
+
+
+def service_consumer(service: str, queue: str, engine: Engine, amqp_url: str) -> ConsumerRunner:
+    """The consumer of `queue` exactly as the service's process makes it (shop/catalog.py)."""
+    entry = CATALOG.get(service)
+    settings = CATALOG.default_settings().with_changes(amqp_url=amqp_url)
+    context = ServiceContext(entry, settings.of(service), engine, TOPOLOGY)
+    for worker in entry.workers(context):
+        if isinstance(worker, ConsumerRunner) and worker.queue == queue:
+            return worker
+    raise LookupError(f"{service} has no consumer of {queue}")
+
+
 def hold_sale_units(database: Path, sale_id: str) -> None:
     """Mark a flash sale's units held, as `inventory.allocated` would, so that it opens where
     no inventory runs beside the web app."""
@@ -208,12 +240,8 @@ def _service_handler(service: str, queue: str) -> Callable[[], Handler]:
     """The handler the service's own process gives the consumer of `queue`."""
 
     def handler() -> Handler:
-        entry = CATALOG.get(service)
-        context = ServiceContext(entry, entry.settings(), make_engine("sqlite://"), TOPOLOGY)
-        for worker in entry.workers(context):
-            if isinstance(worker, ConsumerRunner) and worker.queue == queue:
-                return worker.handler
-        raise LookupError(f"{service} has no consumer of {queue}")
+        engine = make_engine("sqlite://")
+        return service_consumer(service, queue, engine, CATALOG.default_settings().amqp_url).handler
 
     return handler
 

@@ -9,6 +9,8 @@ from the CPU meter (bench/cpu.py), the shop's parts (bench/parts.py) and the tab
 - running a server for a block (`running`), `shop up` itself (`shop_up`), and waiting on
   a condition or a URL;
 - how many messages a queue holds, and waiting until it holds so many;
+- a fresh PostgreSQL database per measurement (`fresh_postgres`), on the server of
+  BENCH_POSTGRES_URL, else TEST_POSTGRES_URL, else the local one; None where none answers;
 - BenchFailure: a measurement could not be made, so the bench prints FAIL and exits 1.
 """
 
@@ -29,6 +31,7 @@ from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
+import psycopg
 from pika.adapters.blocking_connection import BlockingChannel
 
 from messaging.connection import BrokerUnavailable
@@ -38,6 +41,7 @@ from shop.process_tree import descendants
 from shop.running_shop import answers
 from shop.vhosts import Broker, VhostError
 from tests.support.broker import find_broker
+from tests.support.databases import create_postgres_database, drop_postgres_database
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
@@ -71,6 +75,35 @@ def wait_answers(what: str, url: str) -> None:
     """Wait until `url` answers 200; BenchFailure after START_SECONDS."""
     if wait_until(lambda: answers(url), START_SECONDS) is None:
         raise BenchFailure(f"{what} did not answer at {url} within {START_SECONDS:.0f} s")
+
+
+# --- PostgreSQL: a fresh database per measurement --------------------------------------------
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_base_url() -> str:
+    return (
+        os.environ.get("BENCH_POSTGRES_URL")
+        or os.environ.get("TEST_POSTGRES_URL")
+        or DEFAULT_POSTGRES_URL
+    )
+
+
+@contextmanager
+def fresh_postgres(prefix: str) -> Iterator[str | None]:
+    """A new, empty PostgreSQL database for the block (dropped afterwards): its URL, or
+    None when no server answers (the bench then skips its PostgreSQL rows)."""
+    base = postgres_base_url()
+    try:
+        url = create_postgres_database(base, prefix=prefix, connect_timeout=3)
+    except psycopg.OperationalError:
+        yield None
+        return
+    try:
+        yield url
+    finally:
+        drop_postgres_database(base, url)
 
 
 # --- RabbitMQ: a fresh vhost per measurement -----------------------------------------------

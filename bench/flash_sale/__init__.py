@@ -68,9 +68,13 @@ and the generator's CPU per request says how much of the machine it takes. The s
 exits 0 whether or not the goals are met (it is a benchmark, not a test), and 1 when a
 measurement could not be made. The numbers move from run to run; on a busy machine, a lot.
 
+After the goals, the ticket worker's drain: how fast it decides a queue filled to its limit
+(drain.py says how it is measured), on SQLite and on PostgreSQL; goal: 1,000 tickets/s.
+
 Where each part is: apps.py (the bench's own endpoints), servers.py (starting the three
 servers and preparing each row: a sold-out sale, a full queue), generators.py (wrk, or
-loadtest/crowd.py), rows.py (a row's rounds added up, and its CPU by group), report.py (the
+loadtest/crowd.py), rows.py (a row's rounds added up, and its CPU by group), drain.py (the ticket
+worker's drain), report.py (the
 tables and the goals), __main__.py (the options, the order of it all). The shop's insides
 come from bench/parts.py.
 """

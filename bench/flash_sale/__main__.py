@@ -16,6 +16,7 @@ import requests
 import bench.flash_sale
 from bench import parts
 from bench.cpu import watched_processes
+from bench.flash_sale.drain import measure_drains, print_drains
 from bench.flash_sale.generators import pick_generator
 from bench.flash_sale.report import print_generator, print_goals, print_table
 from bench.flash_sale.rows import Row, measure_round
@@ -109,6 +110,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="FLASH_SALE_QUEUE_LIMIT for every row (default: the shop's default)",
     )
     parser.add_argument(
+        "--drain-rounds",
+        type=int,
+        default=3,
+        help="rounds of the ticket worker's drain per row, the median counts (default 3; 0 skips)",
+    )
+    parser.add_argument(
         "--generator",
         choices=["auto", "wrk", "python"],
         default="auto",
@@ -139,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     print_generator(generator, rows[0])
     print_goals(rows)
+    if args.drain_rounds > 0:
+        print(f"\nthe ticket worker, from a queue of {args.queue_limit} tickets ...", flush=True)
+        try:
+            print_drains(measure_drains(args.queue_limit, args.drain_rounds))
+        except CANNOT_MEASURE as failure:
+            print(f"FAIL: {failure}")
+            return 1
     print(f"\n(the whole bench took {time.monotonic() - started:.0f} s)")
     return 0
 

@@ -14,11 +14,13 @@ and a UNIQUE (sale_id, winner_phone) in the database. The last win announces
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from messaging import batch_writes
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.outbox import utcnow
 from messaging.routes import Route, Routes
@@ -48,7 +50,12 @@ _tickets, _sales, _products = FlashTicket.__table__, FlashSale.__table__, Produc
 # is Core, built once, on the session's connection (the ORM costs several times more).
 DECIDED = select(_tickets.c.ticket_id).where(_tickets.c.ticket_id == bindparam("ticket_id"))
 RECORD = insert(_tickets)
-LOCK_SALE = select(_sales).where(_sales.c.id == bindparam("sale_id")).with_for_update()
+LOCK_SALE = (  # the sale, and the name of its product for a winner's order line
+    select(_sales, _products.c.name.label("product_name"))
+    .join(_products, _products.c.sku == _sales.c.sku)
+    .where(_sales.c.id == bindparam("sale_id"))
+    .with_for_update(of=_sales)
+)
 WON_BEFORE = select(_tickets.c.ticket_id).where(
     _tickets.c.sale_id == bindparam("sale_id"), _tickets.c.winner_phone == bindparam("phone")
 )
@@ -58,7 +65,6 @@ SELL_ONE = (
     .values(sold=_sales.c.sold + 1)
     .returning(_sales.c.sold, _sales.c.quota)
 )
-THE_PRODUCT = select(_products.c.sku, _products.c.name).where(_products.c.sku == bindparam("sku"))
 
 
 def decide_ticket(session: Session, envelope: Envelope) -> None:
@@ -66,7 +72,7 @@ def decide_ticket(session: Session, envelope: Envelope) -> None:
     db = session.connection()
     if db.execute(DECIDED, {"ticket_id": request.ticket_id}).first() is not None:
         return  # decided before
-    locked = db.execute(LOCK_SALE, {"sale_id": request.sale_id}).first()  # the sale, locked
+    locked = _locked_sale(session, request.sale_id)
     if locked is None:
         raise PoisonMessage(f"ticket {request.ticket_id} names unknown sale {request.sale_id}")
     phone = request.customer.phone
@@ -81,13 +87,13 @@ def decide_ticket(session: Session, envelope: Envelope) -> None:
         "order_id": None,
         "reason": reason,
     }
-    if reason is not None:
-        db.execute(RECORD, {**ticket, "status": "LOST"})
+    if reason is not None:  # with the batch's other losers, in one INSERT
+        batch_writes.insert(session, _tickets, {**ticket, "status": "LOST"})
         count(session, {"lost": 1})
         return
     # A winner: one more unit sold (the CHECK sold <= quota stands behind the test above).
     sold = db.execute(SELL_ONE, {"sale_id": locked.id}).one()
-    product = db.execute(THE_PRODUCT, {"sku": locked.sku}).one()
+    product = SoldProduct(sku=locked.sku, name=locked.product_name)
     order = new_order(request.customer.name, phone, [(product, 1, locked.price_cents)])
     store_order(session, order, flash_sale_id=locked.id)
     db.execute(RECORD, {**ticket, "status": "WON", "winner_phone": phone, "order_id": order.id})
@@ -98,6 +104,27 @@ def decide_ticket(session: Session, envelope: Envelope) -> None:
         outbox.add_event(session, FlashSaleSoldOut(sale_id=sale.id), correlation_id=sale.id)
         log.info("flash sale %s sold out", sale.id, extra={"correlation_id": sale.id})
         sale_lifecycle.close(session, sale, "sold_out")
+
+
+@dataclass(frozen=True)
+class SoldProduct:
+    sku: str
+    name: str
+
+
+def _locked_sale(session: Session, sale_id: str) -> Row | None:
+    """The sale's row, locked until the transaction ends. A closed sale never opens again,
+    so once it is seen closed the rest of the batch (its losers) takes it from here."""
+    closed: dict[str, Row] = session.info.setdefault(CLOSED_SALES, {})
+    if sale_id in closed:
+        return closed[sale_id]
+    sale = session.connection().execute(LOCK_SALE, {"sale_id": sale_id}).first()
+    if sale is not None and sale.closed_at is not None:
+        closed[sale_id] = sale
+    return sale
+
+
+CLOSED_SALES = "flash_worker.closed_sales"  # session.info: the closed sales this batch saw
 
 
 def _why_lost(session: Session, sale: FlashSale | Row, phone: str) -> str | None:
