@@ -12,6 +12,11 @@ import logging
 import os
 import sys
 
+QUIET_PIKA_LOGGERS = (
+    "pika.adapters.utils.connection_workflow",
+    "pika.adapters.utils.io_services_utils",
+)
+
 
 class _ContextFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
@@ -38,3 +43,11 @@ def configure_logging(service: str, level: str | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level or os.environ.get("SHOP_LOG_LEVEL", "INFO"))
     logging.getLogger("pika").setLevel(logging.WARNING)
+    quiet_pika()
+
+
+def quiet_pika() -> None:
+    """pika logs three ERROR lines for each node of AMQP_URL it could not reach, on every
+    connection; messaging/connection.py says it once, naming the node it reached instead."""
+    for skipped_node in QUIET_PIKA_LOGGERS:
+        logging.getLogger(skipped_node).setLevel(logging.CRITICAL)
