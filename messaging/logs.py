@@ -12,9 +12,15 @@ import logging
 import os
 import sys
 
+# pika's own lines about a connection it could not make or lost: three ERROR lines for each
+# node of AMQP_URL it skipped, on every connection, and two (one a traceback) for every
+# connection a broker closed. Each says again what the worker's own line says once
+# (messaging/connection.py names the node it reached, messaging/worker.py the loss).
 QUIET_PIKA_LOGGERS = (
     "pika.adapters.utils.connection_workflow",
     "pika.adapters.utils.io_services_utils",
+    "pika.adapters.blocking_connection",
+    "pika.adapters.base_connection",
 )
 
 
@@ -47,7 +53,6 @@ def configure_logging(service: str, level: str | None = None) -> None:
 
 
 def quiet_pika() -> None:
-    """pika logs three ERROR lines for each node of AMQP_URL it could not reach, on every
-    connection; messaging/connection.py says it once, naming the node it reached instead."""
+    """Only the shop's own line about a connection that failed (QUIET_PIKA_LOGGERS)."""
     for skipped_node in QUIET_PIKA_LOGGERS:
         logging.getLogger(skipped_node).setLevel(logging.CRITICAL)
