@@ -188,7 +188,8 @@ def decisions(orders: Sequence[dict]) -> list[Decided]:
 
 @dataclass(frozen=True)
 class LossCost:
-    pause: float  # the longest time without a decision, from the stop on
+    pause: float  # the longest time without a decision, from the stop on (of orders
+    # posted from just before it until `until`, however late they were decided)
     caught_up: float  # s after the node was gone from which new orders went as fast as before
     worst_latency: float  # the slowest order posted around the loss, POST to decision
     usual_latency: float  # the median before the loss
@@ -205,9 +206,9 @@ def after_loss(
     before = [d.latency for d in decided if d.posted_at < began]
     usual = statistics.median(before) if before else 0.0
     limit = max(settle, 3 * usual)
-    times = sorted(d.decided_at for d in decided if began <= d.decided_at <= until)
-    pause = max((b - a for a, b in zip([began, *times], times, strict=False)), default=0.0)
     window = [d for d in decided if began - 2 <= d.posted_at < until]
+    times = sorted(d.decided_at for d in window if d.decided_at >= began)
+    pause = max((b - a for a, b in zip([began, *times], times, strict=False)), default=0.0)
     slow = [d.posted_at for d in window if d.latency > limit]
     caught_up = max(0.0, max(slow) - gone) if slow else 0.0
     worst = max((d.latency for d in window), default=0.0)
