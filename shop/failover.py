@@ -32,7 +32,7 @@ import requests
 
 from messaging.connection import channel_for
 from messaging.management import ManagementApi
-from shop import broker_nodes, cluster, postgres_instances
+from shop import broker_nodes, broker_users, cluster, postgres_instances
 from shop.broker_nodes import BrokerNode
 from shop.catalog import CATALOG
 from shop.local_servers import wait_until
@@ -72,10 +72,13 @@ def stage(
     *up_args: str,
     nodes: int = 3,
     leaders_on_last: bool = False,
+    own_users: bool = True,
     first_port: int = 7701,
     **environment: str,
 ) -> Iterator[Stage]:
-    """`shop up UP_ARGS...` on `nodes` new RabbitMQ nodes and a new PostgreSQL database.
+    """`shop up UP_ARGS...` on `nodes` new RabbitMQ nodes and a new PostgreSQL database,
+    every process on its own broker user (least privilege: shop/broker_users.py, with
+    passwords made up here) unless `own_users` is false.
 
     With `leaders_on_last`, the topology is declared through the last node first, so
     the quorum queues' leaders start there while every client starts on the first node
@@ -93,10 +96,15 @@ def stage(
             "RABBITMQ_MANAGEMENT_URL": up.nodes[0].management_url or "",
             **environment,
         }
+        settings = CATALOG.settings_from_env({**os.environ, **env})
         if leaders_on_last:
-            settings = CATALOG.settings_from_env({**os.environ, **env})
             with channel_for(up.nodes[-1].amqp_url, "failover: leaders") as channel:
                 CATALOG.topology(settings).declare(channel)
+        if own_users:
+            users = broker_users.broker_users(settings)
+            passwords = {user.password_variable: secrets.token_hex(16) for user in users}
+            broker_users.create_users(users, up.amqp_url, passwords, up.nodes[0].management_url)
+            env.update(broker_users.url_variables(users, up.amqp_url, passwords))
         shop = cleanup.enter_context(running_shop(workdir, up.amqp_url, *up_args, **env))
         yield Stage(up.nodes, shop, {"Authorization": f"Bearer {token}"}, database)
 
@@ -221,20 +229,28 @@ def leader_of(node: BrokerNode, queue: str) -> str | None:
     return found.leader if found else None
 
 
-def connections(node: BrokerNode) -> list[tuple[str, str]]:
-    """(node name, connection name) of every AMQP connection of the cluster, from the
-    management API of `node` (each of the shop's connections is named for its worker)."""
+@dataclass(frozen=True)
+class Connection:
+    node: str
+    name: str  # each of the shop's connections is named for its worker
+    user: str
+
+
+def connections(node: BrokerNode) -> list[Connection]:
+    """Every AMQP connection of the cluster, from the management API of `node`."""
     api = ManagementApi(node.management_url or "", "guest", "guest")
-    found = api.get("/api/connections?columns=node,client_properties") or []
+    found = api.get("/api/connections?columns=node,user,client_properties") or []
     return [
-        (c["node"], (c.get("client_properties") or {}).get("connection_name", ""))
+        Connection(
+            c["node"], (c.get("client_properties") or {}).get("connection_name", ""), c["user"]
+        )
         for c in found  # type: ignore[union-attr]
     ]
 
 
 def clients_per_node(node: BrokerNode) -> Counter[str]:
     """{node name: AMQP connections on it}."""
-    return Counter(where for where, _name in connections(node))
+    return Counter(connection.node for connection in connections(node))
 
 
 def all_online(node: BrokerNode, members: int) -> bool:

@@ -139,6 +139,8 @@ def test_nodes_lost_under_load_lose_and_double_nothing(stage):
     wait_until(lambda: settled(stage), 120, "two processes on every queue, products known")
     first, _, last = stage.nodes
     assert failover.leader_of(first, "inventory.orders") == last.name
+    users = {c.user for c in failover.connections(first) if not c.name.startswith("tests:")}
+    assert users == {f"shop-{name}" for name in CATALOG.names}  # each on its own user
 
     # --- a steady stream; the leader of inventory.orders goes, then the clients' node ---
     stream = failover.OrderStream(base, SKUS, PACE).start()
@@ -214,11 +216,11 @@ def flash_sale_limit_holds_across_a_failover(stage) -> None:
         wait_until(lambda n=number: purchase(n) == 202, 60, f"buyer {number} admitted")
     wait_until(lambda: decided(base, sale["id"], tickets), 60, "the first tickets decided")
     asked = running(stage)
-    workers = {node for node, name in failover.connections(asked) if name == FLASH_SALE_WORKER}
+    workers = {c.node for c in failover.connections(asked) if c.name == FLASH_SALE_WORKER}
     if failover.leader_of(asked, queue) in workers:  # lose the queue's leader, not them
         failover.move_leader(queue, away_from=node_named(stage, *workers), through=asked)
     leader = node_named(stage, failover.leader_of(asked, queue))
-    gates = [node for node, name in failover.connections(asked) if name == "flash-sale publisher"]
+    gates = [c.node for c in failover.connections(asked) if c.name == "flash-sale publisher"]
 
     # The ticket workers stop taking (each holds its prefetch), so the queue fills up, and
     # the queue's leader goes while purchases keep coming.
