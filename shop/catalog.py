@@ -1,6 +1,7 @@
 """The shop's services, one line each: the catalog everything else is built from.
 
-The topology every process declares, the processes of `shop up`, the migrations, the
+The topology (the admin declares all of it, each process its own part), the broker users'
+permissions (shop/broker_users.py), the processes of `shop up`, the migrations, the
 dashboard's and /metrics' figures, the contract documents (docs/asyncapi.yaml) and the
 tests' settings all come from `CATALOG`. A new service is one package with its
 `service.py` (see docs/architecture.md, "Adding a service") and one line here.
