@@ -6,6 +6,7 @@ its own user, places an order, confirms it, tells its whole story and sells a fl
 unit. Each test has its own vhost and its own users (users are global on a broker, so
 their names carry the test's prefix)."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from messaging.connection import close_quietly, open_connection
 from messaging.management import ManagementApi
+from messaging.migrations import upgrade
 from messaging.pipeline import amqp_stats
 from messaging.settings import vhost_of
 from shop import broker_users
@@ -141,6 +143,27 @@ def test_the_monitoring_user_reads_the_pipeline_and_takes_nothing(users, managem
         )
     finally:
         close_quietly(connection)
+
+
+def test_a_service_cannot_make_its_own_work_queue_and_says_who_must(
+    users, tmp_path, start_in_thread, caplog
+):
+    connection = open_connection(users.amqp_url, "test: admin")
+    connection.channel().queue_delete("notifications.sms")  # as if nobody had declared it
+    close_quietly(connection)
+    database = f"sqlite:///{tmp_path / 'notifications.db'}"
+    upgrade(CATALOG.get("notification"), database)
+    settings = CATALOG.default_settings().with_changes(amqp_url=users.amqp_url)
+    settings = settings.with_service(
+        "notification", amqp_url=users.url("notification"), database_url=database
+    )
+    caplog.set_level(logging.WARNING, logger="messaging.worker")
+    start_in_thread(ServiceThread("notification", settings))
+    wait_until(
+        lambda: "ACCESS_REFUSED" in caplog.text and "`shop topology`" in caplog.text,
+        20,
+        "a line saying the admin must declare the topology",
+    )
 
 
 def connected_users(amqp_url: str, management_url: str) -> set[str]:
