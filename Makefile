@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.outbox
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.flash_sale
+	$(BIN)/python -m bench.cluster
 
 # make chaos SECONDS=300 DATABASE=postgresql   (make cannot take --seconds itself)
 SECONDS ?= 60

@@ -46,5 +46,6 @@ SERVICE = Service(
     workers=workers,
     reads={ORDERS_QUEUE: handlers.ROUTES.models, RPC_QUEUE: rpc.REQUESTS},
     publishes=events.PUBLISHED,
+    answers=(RPC_QUEUE,),
     migrations=Path(__file__).parent / "migrations",
 )

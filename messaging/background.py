@@ -26,7 +26,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from messaging.connection import CONNECTION_ERRORS, BrokerUnavailable
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.publisher import ConfirmingPublisher, Outcome, Outgoing, PublishFailed
-from messaging.topology import EVENTS_EXCHANGE, Topology, declare_exchanges
+from messaging.topology import EVENTS_EXCHANGE, Topology, ensure_exchanges
 from messaging.worker import ReconnectingWorker
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ class BroadcastListener(ReconnectingWorker):
         self._stop.set()
 
     def work(self, connection, channel, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
-        declare_exchanges(channel)
+        ensure_exchanges(channel)  # the admin's: declared here only where it is missing
         mine = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
         for key in self.routing_keys:
             channel.queue_bind(mine, EVENTS_EXCHANGE, key)

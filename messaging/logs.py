@@ -12,6 +12,17 @@ import logging
 import os
 import sys
 
+# pika's own lines about a connection it could not make or lost: three ERROR lines for each
+# node of AMQP_URL it skipped, on every connection, and two (one a traceback) for every
+# connection a broker closed. Each says again what the worker's own line says once
+# (messaging/connection.py names the node it reached, messaging/worker.py the loss).
+QUIET_PIKA_LOGGERS = (
+    "pika.adapters.utils.connection_workflow",
+    "pika.adapters.utils.io_services_utils",
+    "pika.adapters.blocking_connection",
+    "pika.adapters.base_connection",
+)
+
 
 class _ContextFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
@@ -38,3 +49,10 @@ def configure_logging(service: str, level: str | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level or os.environ.get("SHOP_LOG_LEVEL", "INFO"))
     logging.getLogger("pika").setLevel(logging.WARNING)
+    quiet_pika()
+
+
+def quiet_pika() -> None:
+    """Only the shop's own line about a connection that failed (QUIET_PIKA_LOGGERS)."""
+    for skipped_node in QUIET_PIKA_LOGGERS:
+        logging.getLogger(skipped_node).setLevel(logging.CRITICAL)

@@ -19,6 +19,13 @@ tests' settings are all built from that list. messaging/ only gives the shape:
         workers=workers,
     )
 
+What it says it publishes and reads is also what its broker user may do, and no more
+(shop/broker_users.py derives the permissions): its events go to `shop.events`, the
+queues in `sends_to` are written through the default exchange (RPC questions, the
+flash-sale requests), the queues in `answers` are RPC queues whose replies go back through
+the default exchange, and `listens_for` are the routing keys its (web) processes hear on
+server-named exclusive queues.
+
 A service's process runs its workers (relay, consumers, RPC server, ...) as threads. Each
 worker has its own broker connection (pika connections are not thread-safe). If one worker
 dies of an unexpected error, the others are stopped too and the process exits with an
@@ -93,6 +100,9 @@ class Service:
     reads: Mapping[str, Mapping[str, type[BaseModel]]] = field(default_factory=dict)
     publishes: tuple[type[Event], ...] = ()  # the events it announces through its outbox
     broadcasts: frozenset[str] = frozenset()  # events only web processes need to hear
+    sends_to: tuple[str, ...] = ()  # queues it publishes into through the default exchange
+    answers: tuple[str, ...] = ()  # its RPC queues: replies go through the default exchange
+    listens_for: tuple[str, ...] = ()  # keys of shop.events heard on server-named queues
     probes: tuple[Probe, ...] = ()
     migrations: Path | None = None  # its Alembic environment (env.py, versions/)
 
@@ -108,12 +118,18 @@ class Service:
 @dataclass(frozen=True)
 class ServiceContext:
     """What a service's workers are built from: its entry, settings, engine and the
-    shop's topology (which every worker declares when it connects)."""
+    shop's topology. Each worker declares its service's part of it when it connects
+    (`own_topology`: its own queues, never another service's, which its broker user may
+    not touch)."""
 
     service: Service
     settings: Any  # the service's own settings class (a ServiceSettings)
     engine: Engine
     topology: Topology
+
+    @property
+    def own_topology(self) -> Topology:
+        return self.topology.owned_by(self.service.name)
 
     def relay(self, **options: Any) -> OutboxRelay:
         options.setdefault("name", f"{self.service.name} relay")
@@ -121,7 +137,7 @@ class ServiceContext:
             engine=self.engine,
             model=self.service.outbox,
             amqp_url=self.settings.amqp_url,
-            topology=self.topology,
+            topology=self.own_topology,
             outbox_retention_days=self.settings.outbox_retention_days,
             **options,
         )
@@ -135,17 +151,19 @@ class ServiceContext:
             inbox_model=self.service.inbox,
             inbox_retention_days=self.settings.inbox_retention_days,
             amqp_url=self.settings.amqp_url,
-            topology=self.topology,
+            topology=self.own_topology,
             **options,
         )
 
     def rpc_server(self, queue: str, handlers: Mapping[str, RpcHandler]) -> RpcServer:
+        if queue not in self.service.answers:  # its broker user could not reply
+            raise ValueError(f"{self.service.name} serves {queue}: its entry must say answers=")
         return RpcServer(
             queue=self.own_queue(queue),
             handlers=handlers,
             engine=self.engine,
             amqp_url=self.settings.amqp_url,
-            topology=self.topology,
+            topology=self.own_topology,
             name=f"{self.service.name} rpc server",
         )
 

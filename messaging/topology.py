@@ -2,7 +2,17 @@
 
 messaging/ knows no service: each service says which work queues it owns (its catalog
 entry), and the composition root (shop/catalog.py) puts them together into the shop's one
-`Topology`, which every process declares idempotently when it connects.
+`Topology`. The admin declares all of it (`shop up`, `shop topology`); each process, when
+it connects, declares again only its service's part (`owned_by`), idempotently: its work
+queues and their bindings. The exchanges and its dead-letter queues it only checks
+(a passive declare, which needs no permission), and makes only those that are missing.
+
+That split is what least privilege on the broker needs (shop/broker_users.py), as
+RabbitMQ 3.10 checks it: declaring an exchange takes `configure` on it even when it
+exists (and `configure` would let a service delete it); creating a queue with
+`x-dead-letter-exchange` takes `write` on that exchange too (which would let a service
+publish into every dead-letter queue), declaring it again once it exists only `configure`
+on the queue; binding takes `write` on the queue and `read` on the exchange.
 
 Two exchanges carry everything: `shop.events` (topic; every domain event, routing key =
 event name) and `shop.dead-letter` (direct). Every work queue is a durable quorum queue
@@ -17,11 +27,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 EVENTS_EXCHANGE = "shop.events"
 DEAD_LETTER_EXCHANGE = "shop.dead-letter"
 DELIVERY_LIMIT = 10
+NOT_FOUND = 404  # the AMQP reply code of a passive declare of something missing
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,9 @@ class Topology:
 
     queues: tuple[WorkQueue, ...]
     broadcasts: frozenset[str] = field(default_factory=frozenset)
+    # One service's part (`owned_by`): the exchanges and dead-letter queues are the admin's,
+    # checked when its process connects and made only where they are missing.
+    part: bool = False
 
     def __post_init__(self) -> None:
         names = [queue.name for queue in self.queues]
@@ -79,10 +94,23 @@ class Topology:
     def queues_of(self, owner: str) -> tuple[WorkQueue, ...]:
         return tuple(queue for queue in self.queues if queue.owner == owner)
 
+    def owned_by(self, owner: str) -> Topology:
+        """What a process of `owner` declares when it connects: its own queues."""
+        return Topology(self.queues_of(owner), self.broadcasts, part=True)
+
     def declare(self, channel: BlockingChannel) -> None:
-        """Declare every exchange, queue and binding; safe to call from every process."""
-        declare_exchanges(channel)
-        declare_queues(channel, self.queues)
+        """The whole topology (as the admin): every exchange, queue and binding. A part
+        (`owned_by`): its queues and bindings, the exchanges and dead-letter queues only
+        where they are missing. Idempotent: safe to call on every connect."""
+        if not self.part:
+            declare_exchanges(channel)
+            declare_queues(channel, self.queues)
+            return
+        ensure_exchanges(channel)
+        for queue in self.queues:
+            if not exists(channel, queue.dead_letter_queue):
+                declare_dead_letter_queue(channel, queue)
+            declare_work_queue(channel, queue)
 
 
 def declare_exchanges(channel: BlockingChannel) -> None:
@@ -90,13 +118,47 @@ def declare_exchanges(channel: BlockingChannel) -> None:
     channel.exchange_declare(DEAD_LETTER_EXCHANGE, exchange_type="direct", durable=True)
 
 
+def ensure_exchanges(channel: BlockingChannel) -> None:
+    """The shop's exchanges, declared only if one is missing (a check needs no permission)."""
+    if not (
+        exists(channel, EVENTS_EXCHANGE, "exchange")
+        and exists(channel, DEAD_LETTER_EXCHANGE, "exchange")
+    ):
+        declare_exchanges(channel)
+
+
+def exists(channel: BlockingChannel, name: str, kind: str = "queue") -> bool:
+    """Whether the queue (or exchange) exists: a passive declare on a channel of its own,
+    which the broker closes when it does not (404)."""
+    probe = channel.connection.channel()
+    try:
+        if kind == "exchange":
+            probe.exchange_declare(name, passive=True)
+        else:
+            probe.queue_declare(name, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as closed:
+        if closed.reply_code == NOT_FOUND:
+            return False
+        raise
+    probe.close()
+    return True
+
+
 def declare_queues(channel: BlockingChannel, queues: Iterable[WorkQueue]) -> None:
     """Each queue, its dead-letter queue and its bindings (the exchanges must exist)."""
     for queue in queues:
-        channel.queue_declare(
-            queue.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        channel.queue_bind(queue.dead_letter_queue, DEAD_LETTER_EXCHANGE, queue.name)
-        channel.queue_declare(queue.name, durable=True, arguments=queue.arguments())
-        for routing_key in queue.bindings:
-            channel.queue_bind(queue.name, EVENTS_EXCHANGE, routing_key)
+        declare_dead_letter_queue(channel, queue)
+        declare_work_queue(channel, queue)
+
+
+def declare_dead_letter_queue(channel: BlockingChannel, queue: WorkQueue) -> None:
+    channel.queue_declare(
+        queue.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    channel.queue_bind(queue.dead_letter_queue, DEAD_LETTER_EXCHANGE, queue.name)
+
+
+def declare_work_queue(channel: BlockingChannel, queue: WorkQueue) -> None:
+    channel.queue_declare(queue.name, durable=True, arguments=queue.arguments())
+    for routing_key in queue.bindings:
+        channel.queue_bind(queue.name, EVENTS_EXCHANGE, routing_key)

@@ -5,7 +5,7 @@ and broadcast listener are `ReconnectingWorker`s. Each says only what it does wh
 connected (`work`); the loop around it is the same for all:
 
     connect (each URL of AMQP_URL in turn, backing off while none answers)
-      -> open a channel -> declare the topology -> work(connection, channel, stop)
+      -> open a channel -> declare its part of the topology -> work(connection, channel, stop)
       -> the broker goes away: one log line, `lost()`, back off with jitter, connect again
     until `stop` is set.
 
@@ -26,6 +26,8 @@ from messaging.connection import CONNECTION_ERRORS, Backoff, close_quietly, conn
 from messaging.topology import Topology
 
 log = logging.getLogger(__name__)
+
+ACCESS_REFUSED = 403  # the AMQP reply code of an operation the user's permissions forbid
 
 
 class ReconnectingWorker:
@@ -51,6 +53,13 @@ class ReconnectingWorker:
 
     def describe(self, error: BaseException) -> str:
         """What went wrong, for the log line."""
+        if getattr(error, "reply_code", None) == ACCESS_REFUSED:
+            # Least privilege (shop/broker_users.py): its user may touch only its own part.
+            return (
+                f"was refused by the broker ({error}): its user's permissions do not cover "
+                "this (`shop topology --users` grants them), or the admin has not declared "
+                "the topology yet (`shop topology`, `shop up`)"
+            )
         return f"lost the broker ({type(error).__name__}: {error})"
 
     def run(self, stop: threading.Event) -> None:

@@ -155,6 +155,9 @@ PUBLISHED = (
     FlashSaleSoldOut,
 )
 BROADCASTS = frozenset({FlashSaleSoldOut.TYPE})
+# What each web process hears on its exclusive queue: the sold-out news, and the end of a
+# sale (to forget it).
+BROADCAST_BINDING = "flash_sale.#"
 
 
 def order_created(order: Order, flash_sale_id: str | None = None) -> OrderCreated:

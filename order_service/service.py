@@ -14,7 +14,7 @@ from pathlib import Path
 
 from messaging.service import Metric, Probe, Service, ServiceContext, Worker
 from messaging.topology import WorkQueue
-from order_service import events, sale_lifecycle
+from order_service import coupon_client, events, sale_lifecycle
 from order_service.consumers import flash_worker, read_model, saga
 from order_service.models import Base, OrderInbox, OrderOutbox
 from order_service.settings import OrderSettings
@@ -81,6 +81,11 @@ SERVICE = Service(
     },
     publishes=events.PUBLISHED,
     broadcasts=events.BROADCASTS,
+    # The web app asks the coupon service (RPC) and admits flash-sale purchases into its
+    # own bounded queue, both through the default exchange; each web process hears the
+    # flash-sale news on a server-named queue of its own.
+    sends_to=(coupon_client.RPC_QUEUE, FLASH_SALE_REQUESTS),
+    listens_for=(events.BROADCAST_BINDING,),
     probes=(Probe("flash_sale", flash_sales.numbers, flash_sale_metrics),),
     migrations=Path(__file__).parent / "migrations",
 )

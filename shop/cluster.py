@@ -88,6 +88,15 @@ def ports_in_use(base_port: int, count: int) -> list[str]:
     ]
 
 
+def free_base_port(count: int, first: int = 6701) -> int:
+    """A base port whose every port `up` would take is free (below the ephemeral range),
+    for a cluster of one's own beside others (the tests', the benches')."""
+    for base in range(first, 9700, 10):
+        if not ports_in_use(base, count):
+            return base
+    raise ClusterError(f"no free base port for {count} nodes between {first} and 9700")
+
+
 def in_use(port: int) -> bool:
     with socket.socket() as probe:
         # As the broker binds: a port whose last connections are in TIME_WAIT is free.

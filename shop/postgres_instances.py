@@ -9,15 +9,20 @@ PostgreSQL (5432) is never touched. Commands run as the `postgres` user when we 
     url = create_database(instance, "orders")   # postgresql+psycopg://postgres@127.0.0.1:PORT/orders
     restart(instance)
     stop_instance(instance)
+
+Or a throwaway database on a server that is already there (the one TEST_POSTGRES_URL
+names): `create_scratch_database(server_url)`, `drop_scratch_database(server_url, url)`.
 """
 
 from __future__ import annotations
 
 import glob
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from sqlalchemy.engine import make_url
 
 from shop.local_servers import (
     Missing,
@@ -105,3 +110,26 @@ def stop_instance(instance: PostgresInstance) -> None:
         _pg_ctl(instance, "stop")
     finally:
         remove_tree(instance.directory)
+
+
+def _admin_dsn(server_url: str) -> str:
+    url = make_url(server_url).set(drivername="postgresql", database="postgres")
+    return url.render_as_string(hide_password=False)
+
+
+def create_scratch_database(
+    server_url: str, prefix: str = "test", connect_timeout: int | None = None
+) -> str:
+    """A new empty database `{prefix}_<random>` on the server; returns its SQLAlchemy URL.
+    psycopg.OperationalError when the server does not answer (within `connect_timeout` s)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = _admin_dsn(server_url)
+    with psycopg.connect(admin, autocommit=True, connect_timeout=connect_timeout) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_scratch_database(server_url: str, url: str) -> None:
+    name = make_url(url).database
+    with psycopg.connect(_admin_dsn(server_url), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -77,3 +77,29 @@ def start_in_thread():
     yield start
     for item in running:
         item.close()
+
+
+@pytest.fixture
+def figures(record_property):
+    """`say(line)`: a figure a test measured (never asserted), printed and shown again in the
+    run's summary, also when pytest-xdist runs the test on a worker whose output is hidden."""
+
+    def say(line: str) -> None:
+        print(line)
+        record_property("figures", line)
+
+    return say
+
+
+def pytest_terminal_summary(terminalreporter):
+    reports = [r for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])]
+    said = [
+        (report.nodeid, value)
+        for report in reports
+        for name, value in getattr(report, "user_properties", [])
+        if name == "figures"
+    ]
+    if said:
+        terminalreporter.section("figures the tests measured (printed, never asserted)")
+        for nodeid, line in said:
+            terminalreporter.write_line(f"{nodeid.split('::')[-1]}: {line.strip()}")

@@ -56,7 +56,6 @@ QUEUE_FULL_PAUSE = 0.25
 UNKNOWN_SALES_REMEMBERED = 10_000
 PUBLISH_TIMEOUT = 2.0
 QUEUE = "flash-sale.requests"
-BROADCAST_BINDING = "flash_sale.#"  # what each web process hears on its exclusive queue
 
 
 class Publisher(Protocol):

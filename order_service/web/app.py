@@ -16,7 +16,7 @@ from order_service.service import SERVICE
 from order_service.settings import OrderSettings
 from order_service.tickets import TicketSigner
 from order_service.web import api, flash_api, openapi, pages, problems
-from order_service.web.admission import BROADCAST_BINDING, AdmissionGate, Listener, Publisher
+from order_service.web.admission import AdmissionGate, Listener, Publisher
 from order_service.web.context import EXTENSION, CouponService, WebContext
 
 MAX_BODY_BYTES = 64 * 1024
@@ -41,14 +41,15 @@ def create_app(
     read_sessions = make_read_session_factory(engine)
     # Ticket ids are signed; every web process must share the secret (see tickets.py).
     tickets = TicketSigner(settings.admin_token or settings.database_url)
-    # The gate publishes into the order service's own queue, so that is what it declares.
-    own_queues = Topology(SERVICE.owned_queues(settings))
+    # The gate publishes into the order service's own queue: its part of the topology is
+    # what it declares (as every worker of the service does: messaging/topology.py).
+    own_queues = Topology(SERVICE.owned_queues(settings), part=True)
     gate = AdmissionGate(
         sessions,
         tickets,
         publisher or BackgroundPublisher(settings.amqp_url, "flash-sale publisher", own_queues),
         listener
-        or BroadcastListener(settings.amqp_url, "flash-sale listener", [BROADCAST_BINDING]),
+        or BroadcastListener(settings.amqp_url, "flash-sale listener", SERVICE.listens_for),
         read_sessions,
     )
     app.extensions[EXTENSION] = WebContext(

@@ -4,7 +4,8 @@ shop up                    every process, with prefixed logs (what `make run` ca
 shop run NAME              one process, e.g. `shop run inventory`
 shop migrate [NAME...]     the services' migrations to head
 shop alembic NAME ARGS...  Alembic's own command line for one service
-shop topology              declare the exchanges and queues of CONTRACT.md
+shop topology [--users]    declare the exchanges and queues of CONTRACT.md (and a broker
+                           user per service, each allowed only its own part)
 shop status                queue depths, consumers and outbox backlogs
 shop dlq list QUEUE        dead letters of QUEUE, with their reasons
 shop dlq replay QUEUE      move them back to QUEUE for another try

@@ -12,10 +12,11 @@ import tempfile
 import threading
 
 from messaging import migrations
-from messaging.connection import channel_for, close_quietly, open_connection
+from messaging.connection import channel_for
 from messaging.logs import configure_logging
 from messaging.settings import redact_url
-from shop import demo, processes
+from messaging.topology import Topology
+from shop import broker_users, demo, processes
 from shop.catalog import CATALOG, ShopSettings
 from shop.cli.common import admin_token
 from shop.supervisor import Supervisor
@@ -55,7 +56,23 @@ def register(commands) -> None:  # type: ignore[no-untyped-def]
     alembic.add_argument("alembic_args", nargs=argparse.REMAINDER, metavar="ARGS")
     alembic.set_defaults(command=cmd_alembic)
 
-    topology = commands.add_parser("topology", help="declare exchanges and queues")
+    topology = commands.add_parser(
+        "topology",
+        help="declare exchanges and queues (as AMQP_URL's user)",
+        description="Declares the whole topology as the admin of AMQP_URL. With --users, "
+        "also makes a broker user per service and one for monitoring, each allowed only "
+        "what its catalog entry needs (shop/broker_users.py), with the passwords in "
+        "SHOP_BROKER_PASSWORD_<NAME>; each process then connects with its <NAME>_AMQP_URL.",
+    )
+    topology.add_argument(
+        "--users", action="store_true", help="also make the services' broker users"
+    )
+    topology.add_argument(
+        "--user-prefix",
+        default=broker_users.USER_PREFIX,
+        metavar="PREFIX",
+        help=f"the users' names: PREFIX + service (default {broker_users.USER_PREFIX!r})",
+    )
     topology.set_defaults(command=cmd_topology)
 
 
@@ -70,7 +87,9 @@ def cmd_up(args: argparse.Namespace, settings: ShopSettings) -> int:
         print(f"shop: cannot scale {problem}", file=sys.stderr)
         return 2
     load_demo = demo.wanted(os.environ)
-    close_quietly(open_connection(settings.amqp_url, "shop up: check", timeout=3))
+    # The whole topology, as AMQP_URL's user, before any process runs: each process
+    # declares only its own part (which is all its broker user may do: shop/broker_users.py)
+    declare_topology(settings, "shop up")
     migrate_all(CATALOG.names, settings)
     order = settings.of("order")
     env = dict(os.environ)
@@ -129,9 +148,41 @@ def cmd_alembic(args: argparse.Namespace, settings: ShopSettings) -> int:
     return 0
 
 
-def cmd_topology(_args: argparse.Namespace, settings: ShopSettings) -> int:
-    topology = CATALOG.topology(settings)
-    with channel_for(settings.amqp_url, "shop topology") as channel:
-        topology.declare(channel)
+def cmd_topology(args: argparse.Namespace, settings: ShopSettings) -> int:
+    users = broker_users.broker_users(settings, prefix=args.user_prefix) if args.users else []
+    if users:
+        try:
+            broker_users.passwords(users, os.environ)  # every one, before anything is made
+        except broker_users.UsersError as error:
+            print(f"shop: {error}", file=sys.stderr)
+            return 2
+    topology = declare_topology(settings, "shop topology")
     print(f"shop: declared {len(topology.queues)} work queues and their dead-letter queues")
+    if not users:
+        return 0
+    try:
+        vhost = broker_users.create_users(
+            users, settings.amqp_url, os.environ, settings.rabbitmq_management_url
+        )
+    except broker_users.UsersError as error:
+        print(f"shop: {error}", file=sys.stderr)
+        return 1
+    urls = broker_users.url_variables(users, settings.amqp_url, os.environ)
+    for user in users:
+        rights = user.permissions
+        print(
+            f"shop: user {user.name} on vhost {vhost}"
+            f"{' (tags: ' + ', '.join(user.tags) + ')' if user.tags else ''}: "
+            f"configure {rights.configure}  write {rights.write}  read {rights.read}\n"
+            f"      {user.url_variable}={redact_url(urls[user.url_variable])}"
+            f"  (the password: {user.password_variable})"
+        )
     return 0
+
+
+def declare_topology(settings: ShopSettings, connection_name: str) -> Topology:
+    """Every exchange, queue and binding of the shop, as AMQP_URL's user."""
+    topology = CATALOG.topology(settings)
+    with channel_for(settings.amqp_url, connection_name) as channel:
+        topology.declare(channel)
+    return topology

@@ -41,9 +41,10 @@ class PipelineReader:
             return self._engines[url]
 
     def queues(self) -> list[pipeline.QueueStatus]:
-        """Every work and dead-letter queue; raises BrokerUnavailable if nothing answers."""
+        """Every work and dead-letter queue, read as the monitoring user (MONITORING_AMQP_URL,
+        else AMQP_URL); raises BrokerUnavailable if nothing answers."""
         return pipeline.read_queues(
-            self.settings.amqp_url, self.topology, self.settings.rabbitmq_management_url
+            self.settings.monitoring_url, self.topology, self.settings.rabbitmq_management_url
         )
 
     def outbox_backlogs(self) -> dict[str, int | None]:

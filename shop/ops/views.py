@@ -134,7 +134,7 @@ def notes_on(management: bool | None) -> list[str]:
     if management is not False:
         return []
     settings = reader().settings
-    where = pipeline.management_url(settings.amqp_url, settings.rabbitmq_management_url)
+    where = pipeline.management_url(settings.monitoring_url, settings.rabbitmq_management_url)
     return [
         f"unacked needs the management plugin (no figures from the management API at "
         f"{where}): {ENABLE_MANAGEMENT}, or set RABBITMQ_MANAGEMENT_URL to where it runs"
@@ -155,7 +155,7 @@ def replay_dead_letters(queue: str) -> Response:
         dead_letters.dead_letter_queue(topology, queue)
     except dead_letters.UnknownQueue as error:
         return problem(404, "Not found", str(error))
-    try:
+    try:  # as AMQP_URL's user, an operator: no service's own user may read the dead letters
         connection = open_connection(reader().settings.amqp_url, "dashboard replay", timeout=3)
     except BrokerUnavailable as error:
         return problem(503, "Service Unavailable", str(error))

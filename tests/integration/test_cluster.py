@@ -41,14 +41,6 @@ class Started:
     cluster: cluster.Cluster
 
 
-def free_base_port(count: int) -> int:
-    """A base port whose every port `up` would take is free (below the ephemeral range)."""
-    for base in range(6701, 9700, 10):
-        if not cluster.ports_in_use(base, count):
-            return base
-    raise AssertionError("no free base port for a test cluster")
-
-
 @pytest.fixture(scope="module")
 def started(tmp_path_factory) -> Started:
     try:
@@ -59,7 +51,7 @@ def started(tmp_path_factory) -> Started:
     state_file = workdir / cluster.STATE_FILE
     out, err = io.StringIO(), io.StringIO()
     code = cluster.main(
-        "up", nodes=3, base_port=free_base_port(3), state_file=state_file, out=out, err=err
+        "up", nodes=3, base_port=cluster.free_base_port(3), state_file=state_file, out=out, err=err
     )
     assert code == 0, err.getvalue()
     printed = dict(line.split("=", 1) for line in out.getvalue().splitlines())

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from messaging.migrations import upgrade
-from shop.catalog import CATALOG, ShopSettings
+from shop.catalog import CATALOG, MONITORING_AMQP_VARIABLE, ShopSettings
 from shop.in_process import ServiceThread  # noqa: F401  (the tests import it from here)
 from tests.support.amqp import wait_until
 from tests.support.orders import ADMIN_TOKEN
@@ -31,11 +31,21 @@ def pipeline_settings(tmp_path: Path, database_url: str, amqp_url: str) -> ShopS
 
 
 def environment(settings: ShopSettings) -> dict[str, str]:
+    """The variables a process of the shop needs to run on these settings (a service's own
+    broker URL only where it is not AMQP_URL: least privilege, shop/broker_users.py)."""
     management = settings.rabbitmq_management_url
+    own_urls = {
+        service.settings.amqp_variable(): settings.of(service.name).amqp_url
+        for service in CATALOG
+        if settings.of(service.name).amqp_url != settings.amqp_url
+    }
+    if settings.monitoring_amqp_url:
+        own_urls[MONITORING_AMQP_VARIABLE] = settings.monitoring_amqp_url
     return {
         **os.environ,
         **({"RABBITMQ_MANAGEMENT_URL": management} if management else {}),
         "AMQP_URL": settings.amqp_url,
+        **own_urls,
         **{
             service.settings.DATABASE_VARIABLE: settings.of(service.name).database_url
             for service in CATALOG
