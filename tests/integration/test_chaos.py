@@ -1,4 +1,4 @@
-"""`shop chaos --seconds 60`: the whole shop under load and every kind of fault, on its own
+"""`shop chaos --seconds 35`: the whole shop under load and every kind of fault, on its own
 throwaway RabbitMQ node (never the shared broker), ends with every invariant holding."""
 
 import json
@@ -19,7 +19,7 @@ def test_a_short_chaos_run_on_sqlite_keeps_every_invariant():
     except Missing as missing:
         pytest.skip(str(missing))
     run = subprocess.run(
-        [sys.executable, "-m", "shop", "chaos", "--seconds", "60", "--json"],
+        [sys.executable, "-m", "shop", "chaos", "--seconds", "35", "--json"],
         capture_output=True,
         text=True,
         timeout=900,
