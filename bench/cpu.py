@@ -8,7 +8,8 @@ this process and the rest of the machine used over a stretch of wall time (Linux
     use.percent()                               # {label: % of one core}, and OTHERS
 
 The labels: 'shop up (supervisor, log pump)', 'shop run order', 'web: gunicorn master',
-'web: gunicorn worker 1', ..., RABBITMQ (every beam.smp on the machine), GENERATOR (this
+'web: gunicorn worker 1', ..., RABBITMQ (every beam.smp on the machine), POSTGRES (every
+postgres process: the server's, and the backends that exist when the meter starts), GENERATOR (this
 process: the load generator and the bench's samplers). How to read a percentage: 100 is one
 core busy for the whole stretch, so a Python process (one GIL) tops out near 100, and the
 machine near 100 x cores; OTHERS is the machine's busy time (/proc/stat) less the watched
@@ -28,6 +29,7 @@ from shop.process_tree import descendants, proc_stat
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 OTHERS = "other processes on the machine"
 RABBITMQ = "RabbitMQ (beam.smp)"
+POSTGRES = "PostgreSQL (postgres)"
 GENERATOR = "this process (load generator)"
 WEB = "web (gunicorn)"
 
@@ -44,13 +46,18 @@ def machine_busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
 
 
-def rabbitmq_pids() -> list[int]:
+def pids_named(command: str) -> list[int]:
+    """Every process on the machine whose command name (/proc/PID/comm) is `command`."""
     pids = []
     for entry in Path("/proc").iterdir():
         with suppress(OSError):
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "beam.smp":
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == command:
                 pids.append(int(entry.name))
     return pids
+
+
+def rabbitmq_pids() -> list[int]:
+    return pids_named("beam.smp")
 
 
 def process_label(pid: int) -> str:
@@ -70,10 +77,12 @@ def process_label(pid: int) -> str:
 
 def watched_processes(root: int | None) -> dict[int, str]:
     """The processes a measurement reports on: the tree below `root` (if any), RabbitMQ
-    and this process, each with its label."""
+    PostgreSQL and this process, each with its label."""
     watched = {os.getpid(): GENERATOR}
     for pid in rabbitmq_pids():
         watched[pid] = RABBITMQ
+    for pid in pids_named("postgres"):  # the server and a backend per connection
+        watched[pid] = POSTGRES
     if root is not None:
         for pid in [root, *descendants(root)]:
             watched[pid] = process_label(pid)

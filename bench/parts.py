@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from pika.adapters.blocking_connection import BlockingChannel
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, Table, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -68,11 +68,12 @@ TOPOLOGY = CATALOG.topology()  # the shop's exchanges and queues (shop/catalog.p
 FLASH_SALE_QUEUE_LIMIT = Settings().flash_sale_queue_limit
 SHOP_WEB_APP = "shop.web:create_app()"  # the app at the end of the web command line
 WORK_QUEUE_NAMES = [queue.name for queue in TOPOLOGY.queues]
-ORDERS_TABLE = Order.__tablename__  # id, status, created_at, updated_at (set when CONFIRMED)
-OUTBOX_TABLES = {  # service -> its outbox table, to see whether everything was published
-    service.name: service.outbox.__tablename__  # type: ignore[attr-defined]
+OUTBOXES: dict[str, Table] = {  # service -> its outbox table, to see what is unsent
+    service.name: service.outbox.__table__  # type: ignore[attr-defined]
     for service in CATALOG
 }
+DATABASE_VARIABLES = [service.settings.DATABASE_VARIABLE for service in CATALOG]
+ORDERS = Order.__table__  # id, status, created_at, updated_at (set when CONFIRMED)
 PREFETCH = QueueWorker.__init__.__kwdefaults__["prefetch"]  # a consumer's, and its batch's
 
 

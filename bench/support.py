@@ -34,6 +34,7 @@ import pika.exceptions
 import psycopg
 from pika.adapters.blocking_connection import BlockingChannel
 
+from bench.parts import DATABASE_VARIABLES
 from messaging.connection import BrokerUnavailable
 from shop import local_servers
 from shop.local_servers import free_port
@@ -209,13 +210,15 @@ def running(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Itera
 
 @dataclass
 class ShopUp:
-    """`python -m shop up` running in `folder` (its var/ holds the SQLite files)."""
+    """`python -m shop up` running in `folder` (its var/ holds the SQLite files, unless
+    every service is on the PostgreSQL database `postgres_url`)."""
 
     folder: Path
     amqp_url: str
     port: int
     token: str  # SHOP_ADMIN_TOKEN
     pid: int
+    postgres_url: str | None = None
 
     def url(self, path: str) -> str:
         return f"http://{HOST}:{self.port}{path}"
@@ -226,19 +229,29 @@ class ShopUp:
 
 
 @contextmanager
-def shop_up(folder: Path, label: str, wait: bool = True, **env: str) -> Iterator[ShopUp]:
-    """`shop up` with its defaults (SQLite under `folder`/var) on a fresh vhost, with the
-    extra environment `env`; once it answers /healthz (unless not `wait`), the block runs;
-    then it is stopped."""
+def shop_up(
+    folder: Path,
+    label: str,
+    wait: bool = True,
+    up_args: tuple[str, ...] = (),
+    postgres_url: str | None = None,
+    **env: str,
+) -> Iterator[ShopUp]:
+    """`shop up UP_ARGS...` on a fresh vhost, with the extra environment `env`: its
+    defaults (SQLite under `folder`/var), or every service on the database `postgres_url`
+    (each *_DATABASE_URL set to it). Once it answers /healthz (unless not `wait`), the
+    block runs; then it is stopped."""
     with fresh_vhost(label) as amqp:
         port, token = free_port(), secrets.token_urlsafe(16)
         environment = server_env(
             AMQP_URL=amqp, SHOP_ADMIN_TOKEN=token, SHOP_HTTP_HOST=HOST, SHOP_HTTP_PORT=str(port)
         )
+        if postgres_url is not None:
+            environment.update(dict.fromkeys(DATABASE_VARIABLES, postgres_url))
         environment.update(env)
-        argv = [sys.executable, "-m", "shop", "up"]
+        argv = [sys.executable, "-m", "shop", "up", *up_args]
         with running(argv, folder, environment, folder / "shop-up.log") as pid:
-            shop = ShopUp(folder, amqp, port, token, pid)
+            shop = ShopUp(folder, amqp, port, token, pid, postgres_url)
             if wait:
                 wait_answers("`shop up`", shop.url("/healthz"))
             yield shop

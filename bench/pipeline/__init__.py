@@ -24,6 +24,14 @@ One run measures three things and prints one table.
     records the wall-clock moment each POST was sent and the order id it got back; after
     the run the order database gives each order's updated_at, which the saga sets when it
     confirms the order. (Same machine, same clock.) Goal: p99 under 250 ms.
+(a') The same search with every service on PostgreSQL (one fresh database on the server of
+    BENCH_POSTGRES_URL, else TEST_POSTGRES_URL, else the local one): `shop up`, then `shop up
+    --scale inventory=2,order=2`, whose replicas compete for each queue and share each outbox
+    (SKIP LOCKED). Skipped, with a line saying so, where no PostgreSQL answers.
+(idle) Before each search, after the first order went through and everything drained: the
+    CPU of every process of `shop up` over --idle-seconds with nothing coming in (what the
+    relays' safety-net polls, heartbeats and timers cost). Goal: under 3 % of one core.
+    RabbitMQ's and PostgreSQL's shares are printed beside it, not counted in it.
 (c) Each consumer's messages per second: N messages of the right types are loaded into the
     consumer's quorum queue on a fresh vhost, then a ConsumerRunner from messaging.consumer,
     with the service's real handler and a fresh migrated SQLite database, drains them in

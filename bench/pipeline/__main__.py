@@ -12,17 +12,18 @@ from pathlib import Path
 import bench.pipeline
 from bench.pipeline.bare import measure_bare
 from bench.pipeline.consumers import CONSUMERS, ConsumerResult, measure_consumer, profile_consumer
-from bench.pipeline.orders import measure_pipeline
+from bench.pipeline.orders import PipelineRun, measure_pipeline
 from bench.pipeline.profile import CONSUMER_SUGGESTIONS, print_layers, print_stages
 from bench.pipeline.report import (
     CONSUMER_GOAL,
+    POSTGRES_SCALE,
+    Measured,
     print_cpu,
     print_findings,
     print_notes,
     print_table,
 )
-from bench.pipeline.trials import Search
-from bench.support import CANNOT_MEASURE
+from bench.support import CANNOT_MEASURE, fresh_postgres
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,9 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=2000, help="N per consumer (2000)")
     parser.add_argument(
         "--only",
-        choices=["pipeline", "bare", "consumers"],
+        choices=["pipeline", "bare", "consumers", "postgres"],
         action="append",
-        help="run only this part: pipeline ((a) and (b)), bare, consumers ((c)); repeatable",
+        help="run only this part: pipeline ((a), (b) and idle on SQLite), bare, consumers "
+        "((c)), postgres ((a) and idle on PostgreSQL, 1 and 2 replicas); repeatable",
+    )
+    parser.add_argument(
+        "--idle-seconds", type=float, default=10.0, help="the idle CPU's window (10 s)"
     )
     parser.add_argument(
         "--profile-messages", type=int, default=500, help="N per profiled consumer (500)"
@@ -55,19 +60,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_http(args: argparse.Namespace, wanted: set[str]) -> tuple[Search | None, ...]:
-    pipeline = latency = bare = None
+def run_http(args: argparse.Namespace, wanted: set[str], measured: Measured) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as name:
         folder = Path(name)
         if "pipeline" in wanted:
             print("(a) pipeline: `shop up`, doubling then bisecting the order rate ...", flush=True)
             (folder / "shop").mkdir()
-            pipeline, latency = measure_pipeline(args, folder / "shop")
+            measured.pipeline = measure_pipeline(args, folder / "shop")
+        if "postgres" in wanted:
+            run_postgres(args, folder, measured)
         if "bare" in wanted:
             print("(a) bare endpoint, the same gunicorn command line ...", flush=True)
             (folder / "bare").mkdir()
-            bare = measure_bare(args, folder / "bare")
-    return pipeline, bare, latency
+            measured.bare = measure_bare(args, folder / "bare")
+
+
+def run_postgres(args: argparse.Namespace, folder: Path, measured: Measured) -> None:
+    """(a) and the idle CPU with every service on PostgreSQL, one replica, then two."""
+    for replicas, up_args in (("1 replica", ()), ("2 replicas", ("--scale", POSTGRES_SCALE))):
+        print(f"(a) pipeline on PostgreSQL, `shop up {' '.join(up_args)}` ...", flush=True)
+        with fresh_postgres("bench_pipeline") as url:
+            if url is None:
+                measured.postgres_missing = "no PostgreSQL server answered"
+                print(f"  skipped: {measured.postgres_missing}")
+                return
+            shop_folder = folder / f"postgres-{len(measured.postgres) + 1}"
+            shop_folder.mkdir()
+            measured.postgres[replicas] = measure_pipeline(
+                args, shop_folder, False, up_args, url, f"postgres {replicas}"
+            )
 
 
 def run_consumers(args: argparse.Namespace) -> list[ConsumerResult]:
@@ -87,24 +108,26 @@ def run_consumers(args: argparse.Namespace) -> list[ConsumerResult]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    pipeline = bare = latency = None
-    consumers: list[ConsumerResult] = []
-    wanted = set(args.only or ["pipeline", "bare", "consumers"])
+    measured = Measured()
+    wanted = set(args.only or ["pipeline", "bare", "consumers", "postgres"])
     try:
-        if wanted & {"pipeline", "bare"}:
-            pipeline, bare, latency = run_http(args, wanted)
+        if wanted & {"pipeline", "bare", "postgres"}:
+            run_http(args, wanted, measured)
         if "consumers" in wanted:
-            consumers = run_consumers(args)
+            measured.consumers = run_consumers(args)
     except CANNOT_MEASURE as failure:
         print(f"FAIL: {failure}")
         return 1
-    print_table(pipeline, bare, latency, consumers)
-    print_notes(pipeline, bare, latency, consumers)
-    print_cpu("(a) pipeline", pipeline)
-    print_findings("(a) pipeline", pipeline)
-    print_cpu("(a) bare endpoint", bare)
-    print_findings("(a) bare endpoint", bare)
-    missed = [result for result in consumers if result.ratio < CONSUMER_GOAL]
+    print_table(measured)
+    print_notes(measured)
+    searches: list[tuple[str, PipelineRun | None]] = [("(a) pipeline", measured.pipeline)]
+    searches += [(f"(a) PostgreSQL, {name}", run) for name, run in measured.postgres.items()]
+    for name, run in searches:
+        print_cpu(name, run.search if run else None)
+        print_findings(name, run.search if run else None)
+    print_cpu("(a) bare endpoint", measured.bare)
+    print_findings("(a) bare endpoint", measured.bare)
+    missed = [result for result in measured.consumers if result.ratio < CONSUMER_GOAL]
     if missed and not args.no_profile:
         print(f"\n(c) missed: profiling {len(missed)} consumers, {args.profile_messages} messages")
         profiles = [profile_consumer(result.consumer, args.profile_messages) for result in missed]

@@ -15,17 +15,16 @@ it confirms) minus the moment its POST went out.
 from __future__ import annotations
 
 import argparse
-import sqlite3
-from contextlib import closing
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
 from pika.adapters.blocking_connection import BlockingChannel
+from sqlalchemy import ColumnElement, Engine, Executable, Row, Table, func, select
 
 from bench import parts
-from bench.cpu import CpuMeter, watched_processes
+from bench.cpu import GENERATOR, OTHERS, POSTGRES, RABBITMQ, CpuMeter, watched_processes
 from bench.pipeline.events import ORDER, PRODUCT
 from bench.pipeline.trials import Search, Trial, find_max_rate, http_problems, offer_orders
 from bench.pipeline.waits import WaitSampler
@@ -33,6 +32,7 @@ from bench.support import BenchFailure, ShopUp, queue_depth, shop_up, wait_until
 from loadtest.sampler import Sampler
 from loadtest.stats import percentile
 from messaging.connection import channel_for, close_quietly, open_connection
+from messaging.database import make_engine
 
 MAX_QUEUED_SECONDS = 1.0  # at the end of a run, the queues may hold this many seconds of orders
 DRAIN_BEFORE_SECONDS = 120.0  # a failed trial's backlog must be gone before the next trial
@@ -56,19 +56,40 @@ class Backlog:
         return self.pending_orders == 0 and self.queued == 0 and self.unsent == 0
 
 
-def query(shop: ShopUp, service: str, sql: str) -> list[tuple]:
-    """Read a service's SQLite file directly (plain SELECTs take no write lock)."""
-    database = shop.folder / parts.sqlite_file(service)
-    with closing(sqlite3.connect(database, timeout=15)) as db:
-        return db.execute(sql).fetchall()
+# Engines that read the shop's databases, one per URL, disposed when its shop stops.
+_readers: dict[str, Engine] = {}
+
+
+def database_url(shop: ShopUp, service: str) -> str:
+    """The shop's PostgreSQL database, or the service's SQLite file under its folder."""
+    return shop.postgres_url or f"sqlite:///{shop.folder / parts.sqlite_file(service)}"
+
+
+def query(shop: ShopUp, service: str, statement: Executable) -> list[Row]:
+    """Read a service's database directly (plain SELECTs take no write lock)."""
+    url = database_url(shop, service)
+    if url not in _readers:
+        _readers[url] = make_engine(url)
+    with _readers[url].connect() as connection:
+        return list(connection.execute(statement))
+
+
+def close_readers() -> None:
+    for engine in _readers.values():
+        engine.dispose()
+    _readers.clear()
+
+
+def count(table: Table, condition: ColumnElement[bool]) -> Executable:
+    return select(func.count()).select_from(table).where(condition)
 
 
 def backlog(shop: ShopUp, channel: BlockingChannel) -> Backlog:
-    orders = f"SELECT count(*) FROM {parts.ORDERS_TABLE} WHERE status='PENDING'"
-    pending = query(shop, parts.ORDER_SERVICE, orders)
+    orders = parts.ORDERS
+    pending = query(shop, parts.ORDER_SERVICE, count(orders, orders.c.status == "PENDING"))
     unsent = sum(
-        query(shop, service, f"SELECT count(*) FROM {table} WHERE sent_at IS NULL")[0][0]
-        for service, table in parts.OUTBOX_TABLES.items()
+        query(shop, service, count(outbox, outbox.c.sent_at.is_(None)))[0][0]
+        for service, outbox in parts.OUTBOXES.items()
     )
     return Backlog(pending[0][0], ready_messages(channel), unsent)
 
@@ -170,24 +191,17 @@ class Latency:
     not_confirmed: int
 
 
-def parse_time(value: str) -> float:
-    """A SQLite DateTime column (naive, stored in UTC) as a Unix timestamp."""
-    return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
-
-
 def confirmation_latency(shop: ShopUp, rate: float, args: argparse.Namespace) -> Latency:
     """(b): a run at `rate`, then each order's updated_at (set when CONFIRMED) vs its POST."""
     trial = pipeline_trial(shop, rate, args.duration, args, want_ids=True)
     print(f"  latency  {trial.line()}", flush=True)
     sent = {reply.order_id: reply.sent_at for reply in trial.load.replies if reply.order_id}
-    rows = query(
-        shop,
-        parts.ORDER_SERVICE,
-        f"SELECT id, status, created_at, updated_at FROM {parts.ORDERS_TABLE}",
-    )
-    confirmed = [row for row in rows if row[0] in sent and row[1] == "CONFIRMED"]
-    total = [parse_time(updated) - sent[order_id] for order_id, _, _, updated in confirmed]
-    server = [parse_time(updated) - parse_time(created) for _, _, created, updated in confirmed]
+    orders = parts.ORDERS
+    columns = orders.c.id, orders.c.status, orders.c.created_at, orders.c.updated_at
+    rows = query(shop, parts.ORDER_SERVICE, select(*columns))
+    confirmed = [row for row in rows if row.id in sent and row.status == "CONFIRMED"]
+    total = [row.updated_at.timestamp() - sent[row.id] for row in confirmed]
+    server = [(row.updated_at - row.created_at).total_seconds() for row in confirmed]
     return Latency(
         rate,
         len(sent),
@@ -199,15 +213,75 @@ def confirmation_latency(shop: ShopUp, rate: float, args: argparse.Namespace) ->
     )
 
 
-def measure_pipeline(args: argparse.Namespace, folder: Path) -> tuple[Search, Latency | None]:
-    with shop_up(folder, "pipeline-shop") as shop:
-        stock_the_shop(shop)
-        search = find_max_rate(
-            lambda rate: pipeline_trial(shop, rate, args.duration, args),
-            args.pipeline_start,
-            args.refine_steps,
-            "pipeline",
-        )
-        if search.best is None:
-            return search, None
-        return search, confirmation_latency(shop, round(search.best.rate / 2), args)
+@dataclass
+class IdleUse:
+    """What the whole shop used while it had nothing to do, in % of one core."""
+
+    seconds: float
+    shop: float  # every process of `shop up`: supervisor, web, every service
+    busiest: tuple[str, float]  # the process that used the most, and its share
+    rabbitmq: float
+    postgres: float  # the PostgreSQL server's processes (on SQLite: someone else's)
+
+
+def idle_use(shop: ShopUp, seconds: float) -> IdleUse:
+    """CPU of every process of `shop up` over `seconds` with no order coming in (after a
+    drain, so nothing is left over): the pollers', heartbeats' and timers' cost."""
+    if wait_drained(shop, DRAIN_BEFORE_SECONDS) is None:
+        raise BenchFailure("the pipeline did not drain before the idle measurement")
+    meter = CpuMeter(watched_processes(shop.pid))
+    time.sleep(seconds)  # the measurement is of doing nothing: there is no condition to wait on
+    use = meter.read().percent()
+    outside = (OTHERS, RABBITMQ, POSTGRES, GENERATOR)
+    shop_processes = {label: cpu for label, cpu in use.items() if label not in outside}
+    busiest = max(shop_processes.items(), key=lambda item: item[1])
+    return IdleUse(
+        seconds,
+        sum(shop_processes.values()),
+        busiest,
+        use.get(RABBITMQ, 0.0),
+        use.get(POSTGRES, 0.0),
+    )
+
+
+@dataclass
+class PipelineRun:
+    """One `shop up`'s results: its rate search, (b) if asked, and its idle CPU."""
+
+    search: Search
+    latency: Latency | None
+    idle: IdleUse
+
+
+def measure_pipeline(
+    args: argparse.Namespace,
+    folder: Path,
+    with_latency: bool = True,
+    up_args: tuple[str, ...] = (),
+    postgres_url: str | None = None,
+    label: str = "pipeline",
+) -> PipelineRun:
+    """`shop up UP_ARGS...` (on SQLite, or every service on `postgres_url`): the idle CPU,
+    the highest sustained order rate, and (b) at half of it if `with_latency`."""
+    try:
+        with shop_up(folder, "pipeline-shop", up_args=up_args, postgres_url=postgres_url) as shop:
+            stock_the_shop(shop)
+            idle = idle_use(shop, args.idle_seconds)
+            print(
+                f"  {label} idle for {idle.seconds:.0f} s: {idle.shop:.1f} % of a core over "
+                f"every process of `shop up` (RabbitMQ {idle.rabbitmq:.1f} %, PostgreSQL "
+                f"{idle.postgres:.1f} %)",
+                flush=True,
+            )
+            search = find_max_rate(
+                lambda rate: pipeline_trial(shop, rate, args.duration, args),
+                args.pipeline_start,
+                args.refine_steps,
+                label,
+            )
+            latency = None
+            if with_latency and search.best is not None:
+                latency = confirmation_latency(shop, round(search.best.rate / 2), args)
+            return PipelineRun(search, latency, idle)
+    finally:
+        close_readers()

@@ -2,8 +2,9 @@
 
 The table has a row per measurement: what the shop reached, the baseline beside it, their
 ratio, the goal and "goal met" or "goal NOT met". (a) the highest sustained order rate
-beside the bare endpoint's; (b) POST -> CONFIRMED p50 and p99 at half that rate; (c) each
-consumer beside raw pika. Below it: the machine and the load generator's own ceiling, then
+beside the bare endpoint's, on SQLite and on PostgreSQL with one and two replicas; (b)
+POST -> CONFIRMED p50 and p99 at half the SQLite rate; the whole shop's CPU while idle;
+(c) each consumer beside raw pika. Below it: the machine and the load generator's own ceiling, then
 for each rate search a CPU table (% of one core per process at the highest passing and
 the lowest failing rate, and what their threads were doing at the failing one) and what
 that says: which process was busiest, whether the cores were all busy, whether the web
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 import os
 import textwrap
+from dataclasses import dataclass, field
 
 from bench import parts
 from bench.cpu import GENERATOR, OTHERS, RABBITMQ
 from bench.pipeline.consumers import ConsumerResult
-from bench.pipeline.orders import Latency
+from bench.pipeline.orders import IdleUse, PipelineRun
 from bench.pipeline.trials import Search, Trial
 from bench.pipeline.waits import WAIT_KINDS
 from bench.table import table
@@ -26,6 +28,7 @@ from bench.table import table
 PIPELINE_GOAL = 0.5  # the pipeline's sustained rate, as a fraction of the bare endpoint's
 LATENCY_GOAL = 0.250  # seconds, p99 of POST -> CONFIRMED at half the sustained rate
 CONSUMER_GOAL = 0.25  # each consumer's rate, as a fraction of raw pika's
+POSTGRES_SCALE = "inventory=2,order=2"  # the PostgreSQL rows' second `shop up --scale`
 
 
 def say(text: str) -> None:
@@ -46,28 +49,59 @@ def best_rate(search: Search | None) -> float:
     return search.best.rate if search is not None and search.best is not None else 0.0
 
 
-def table_rows(
-    pipeline: Search | None,
-    bare: Search | None,
-    latency: Latency | None,
-    consumers: list[ConsumerResult],
-) -> list[list[str]]:
+IDLE_GOAL = 3.0  # % of one core: the whole shop, doing nothing
+
+
+@dataclass
+class Measured:
+    """Everything one run of bench.pipeline measured (None or empty: not run)."""
+
+    pipeline: PipelineRun | None = None  # `shop up` on SQLite: (a), (b), its idle CPU
+    bare: Search | None = None
+    consumers: list[ConsumerResult] = field(default_factory=list)
+    postgres: dict[str, PipelineRun] = field(default_factory=dict)  # "1 replica" -> run
+    postgres_missing: str | None = None  # why there are no PostgreSQL rows
+
+    @property
+    def searches(self) -> list[Search]:
+        runs = [self.pipeline, *self.postgres.values()]
+        return [run.search for run in runs if run is not None] + [self.bare] * bool(self.bare)
+
+
+def rate_row(label: str, run: PipelineRun | None, bare: Search | None) -> list[str]:
+    shop_rate, bare_rate = best_rate(run.search if run else None), best_rate(bare)
+    both = run is not None and bare is not None and bare_rate > 0
+    ratio = shop_rate / bare_rate if both else 0.0
+    return [
+        label,
+        f"{shop_rate:.0f} orders/s" if run is not None else "-",
+        f"{bare_rate:.0f} req/s bare" if bare is not None else "-",
+        f"{ratio:.2f}" if both else "-",
+        f">= {PIPELINE_GOAL}",
+        verdict(ratio >= PIPELINE_GOAL) if both else "-",
+    ]
+
+
+def idle_row(label: str, idle: IdleUse) -> list[str]:
+    return [
+        label,
+        f"{idle.shop:.1f} % of a core",
+        "",
+        "",
+        f"< {IDLE_GOAL:.0f} %",
+        verdict(idle.shop < IDLE_GOAL),
+    ]
+
+
+def table_rows(measured: Measured) -> list[list[str]]:
     """The table's rows: measurement, shop, baseline, ratio, goal, verdict."""
     rows = []
+    pipeline, bare = measured.pipeline, measured.bare
     if pipeline is not None or bare is not None:
-        shop_rate, bare_rate = best_rate(pipeline), best_rate(bare)
-        both = pipeline is not None and bare is not None and bare_rate > 0
-        ratio = shop_rate / bare_rate if both else 0.0
-        rows.append(
-            [
-                "(a) sustained POST /api/orders rate",
-                f"{shop_rate:.0f} orders/s" if pipeline is not None else "-",
-                f"{bare_rate:.0f} req/s bare" if bare is not None else "-",
-                f"{ratio:.2f}" if both else "-",
-                f">= {PIPELINE_GOAL}",
-                verdict(ratio >= PIPELINE_GOAL) if both else "-",
-            ]
-        )
+        rows.append(rate_row("(a) sustained POST /api/orders rate, SQLite", pipeline, bare))
+    for replicas, run in measured.postgres.items():
+        rows.append(rate_row(f"(a) the same, PostgreSQL, {replicas}", run, bare))
+    latency = pipeline.latency if pipeline is not None else None
     if latency is not None:
         label = f"(b) POST -> CONFIRMED at {latency.rate:.0f} orders/s"
         met = latency.p99 < LATENCY_GOAL and latency.not_confirmed == 0
@@ -82,7 +116,11 @@ def table_rows(
                 verdict(met),
             ]
         )
-    for result in consumers:
+    if pipeline is not None:
+        rows.append(idle_row("whole shop idle (every process), SQLite", pipeline.idle))
+    for replicas, run in measured.postgres.items():
+        rows.append(idle_row(f"whole shop idle, PostgreSQL, {replicas}", run.idle))
+    for result in measured.consumers:
         rows.append(
             [
                 f"(c) {result.consumer.name} ({result.consumer.queue})",
@@ -96,23 +134,15 @@ def table_rows(
     return rows
 
 
-def print_table(
-    pipeline: Search | None,
-    bare: Search | None,
-    latency: Latency | None,
-    consumers: list[ConsumerResult],
-) -> None:
+def print_table(measured: Measured) -> None:
     header = ["measurement", "shop", "baseline", "ratio", "goal", "verdict"]
     print()
-    print(table(header, table_rows(pipeline, bare, latency, consumers), align="lrrrrr"))
+    print(table(header, table_rows(measured), align="lrrrrr"))
 
 
-def print_notes(
-    pipeline: Search | None,
-    bare: Search | None,
-    latency: Latency | None,
-    consumers: list[ConsumerResult],
-) -> None:
+def print_notes(measured: Measured) -> None:
+    bare, consumers = measured.bare, measured.consumers
+    latency = measured.pipeline.latency if measured.pipeline is not None else None
     print()
     say(
         f"machine: {os.cpu_count()} cores, shared by the load generator, RabbitMQ and the server "
@@ -121,7 +151,26 @@ def print_notes(
         "machine, with the generator competing'."
     )
     say(f"web server (shop and bare app alike): gunicorn, {web_concurrency()}.")
-    trials = [trial for search in (pipeline, bare) if search for trial in search.trials]
+    if measured.postgres_missing:
+        say(f"no PostgreSQL rows: {measured.postgres_missing}")
+    elif measured.postgres:
+        say(
+            "PostgreSQL rows: every service on one fresh database of the server "
+            "BENCH_POSTGRES_URL (else TEST_POSTGRES_URL, else the local one) names, with "
+            f"`shop up` and then `shop up --scale {POSTGRES_SCALE}` (its replicas share each "
+            "queue as competing consumers, and their relays share the outbox with SKIP LOCKED)."
+        )
+    runs = {"SQLite": measured.pipeline, **measured.postgres}
+    for name, run in runs.items():
+        if run is not None:
+            idle = run.idle
+            say(
+                f"idle, {name} ({idle.seconds:.0f} s after a drain, nothing coming in): the "
+                f"busiest process was {idle.busiest[0]} at {idle.busiest[1]:.1f} % of a core; "
+                f"not counted in the row, RabbitMQ used {idle.rabbitmq:.1f} % and PostgreSQL "
+                f"{idle.postgres:.1f} %."
+            )
+    trials = [trial for search in measured.searches for trial in search.trials]
     others = [trial.cpu[OTHERS] for trial in trials] + [result.others for result in consumers]
     if others and sum(others) / len(others) >= 20:
         say(
