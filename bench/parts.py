@@ -74,7 +74,7 @@ OUTBOXES: dict[str, Table] = {  # service -> its outbox table, to see what is un
 }
 DATABASE_VARIABLES = [service.settings.DATABASE_VARIABLE for service in CATALOG]
 ORDERS = Order.__table__  # id, status, created_at, updated_at (set when CONFIRMED)
-PREFETCH = QueueWorker.__init__.__kwdefaults__["prefetch"]  # a consumer's, and its batch's
+PREFETCH = QueueWorker.__init__.__kwdefaults__["prefetch"]  # a consumer's (its batch: half)
 
 
 def declare_shop_topology(channel: BlockingChannel, limit: int = FLASH_SALE_QUEUE_LIMIT) -> None:

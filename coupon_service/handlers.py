@@ -9,12 +9,13 @@ import secrets
 from datetime import timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from coupon_service import rules
 from coupon_service.events import CouponIssued, CouponRedeemed, CouponReleased, outbox
 from coupon_service.models import Coupon
+from messaging import batch_writes
 from messaging.envelope import Envelope
 from messaging.outbox import utcnow
 from messaging.routes import Route, Routes
@@ -97,24 +98,30 @@ _coupons = Coupon.__table__
 # Every confirmed order is rewarded here: Core statements, built once, on the session's
 # connection (several times cheaper than the ORM's query and flush).
 REWARDED = select(_coupons.c.code).where(_coupons.c.issued_for_order == bindparam("order_id"))
-ISSUE = insert(_coupons)
 
 
 def _reward(session: Session, order: OrderOutcome) -> None:
     db = session.connection()
     if db.execute(REWARDED, {"order_id": order.order_id}).first() is not None:
         return
-    reward = Coupon(
-        code=f"THANKS-{secrets.token_hex(6).upper()}",
-        percent_off=REWARD_PERCENT_OFF,
-        min_subtotal_cents=0,
-        expires_at=utcnow() + timedelta(days=REWARD_VALID_DAYS),
-        customer_phone=order.customer.phone,
-        status="ACTIVE",
-        issued_for_order=order.order_id,
-        created_at=utcnow(),
-    )
-    db.execute(ISSUE, {column.key: getattr(reward, column.key) for column in _coupons.columns})
+    now = utcnow()
+    reward = {
+        "code": f"THANKS-{secrets.token_hex(6).upper()}",
+        "amount_off_cents": None,
+        "percent_off": REWARD_PERCENT_OFF,
+        "min_subtotal_cents": 0,
+        "expires_at": now + timedelta(days=REWARD_VALID_DAYS),
+        "customer_phone": order.customer.phone,
+        "status": "ACTIVE",
+        "order_id": None,
+        "reserved_until": None,
+        "issued_for_order": order.order_id,
+        "created_at": now,
+    }
+    # With the batch's other rewards in one INSERT before the commit: a second copy of this
+    # order.confirmed in the batch would break issued_for_order's unique key, and the batch
+    # is done again one message at a time, where REWARDED sees the first.
+    batch_writes.insert(session, _coupons, reward)
     outbox.add_event(
         session,
         CouponIssued(order_id=order.order_id, **rules.describe(reward)),

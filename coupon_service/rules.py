@@ -10,7 +10,10 @@ inventory outage.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
+from typing import Any
 
 from coupon_service.models import Coupon
 from messaging.database import as_utc, iso
@@ -56,13 +59,12 @@ def discount_cents(coupon: Coupon, subtotal_cents: int) -> int:
     return subtotal_cents * (coupon.percent_off or 0) // 100
 
 
-def describe(coupon: Coupon) -> dict[str, object]:
-    return {
-        "code": coupon.code,
-        "amount_off_cents": coupon.amount_off_cents,
-        "percent_off": coupon.percent_off,
-        "min_subtotal_cents": coupon.min_subtotal_cents,
-        "expires_at": iso(coupon.expires_at),
-        "customer_phone": coupon.customer_phone,
-        "status": coupon.status,
-    }
+DESCRIBED = ("code", "amount_off_cents", "percent_off", "min_subtotal_cents", "customer_phone")
+
+
+def describe(coupon: Coupon | Mapping[str, Any]) -> dict[str, object]:
+    """What the events and the RPC's answers tell of a coupon: a Coupon, or the row of a new
+    one that a handler inserts with Core."""
+    value = coupon.__getitem__ if isinstance(coupon, Mapping) else partial(getattr, coupon)
+    described = {field: value(field) for field in DESCRIBED}
+    return {**described, "expires_at": iso(value("expires_at")), "status": value("status")}

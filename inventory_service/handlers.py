@@ -19,7 +19,7 @@ import json
 import logging
 
 from pydantic import BaseModel, Field
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from inventory_service import allocations
@@ -32,6 +32,7 @@ from inventory_service.events import (
     stock_changed,
 )
 from inventory_service.models import Reservation, StockItem
+from messaging import batch_writes
 from messaging.envelope import Envelope
 from messaging.outbox import utcnow
 from messaging.routes import Route, Routes
@@ -153,7 +154,7 @@ TAKE = (
     .returning(_stock.c.sku, _stock.c.available, _stock.c.version)
 )
 LEFT = select(_stock.c.available).where(_stock.c.sku == bindparam("key"))
-DECIDE = insert(Reservation.__table__)
+_reservations = Reservation.__table__
 
 
 def _take(session: Session, sku: str, quantity: int) -> Stock:
@@ -170,17 +171,19 @@ def _take(session: Session, sku: str, quantity: int) -> Stock:
 def _decide(
     session: Session, order_id: str, lines: dict[str, int], status: str, reason: str | None
 ) -> None:
+    """Record the decision. It goes in with the batch's other decisions, in one INSERT
+    before the commit: a second order.created for this order in the same batch would not
+    see it, take the stock again, and make that INSERT break the order_id key, so the
+    batch is done again one message at a time, where DECIDED sees the first."""
     lines_json = json.dumps([{"sku": s, "quantity": q} for s, q in lines.items()])
-    session.connection().execute(
-        DECIDE,
-        {
-            "order_id": order_id,
-            "status": status,
-            "lines": lines_json,
-            "reason": reason,
-            "decided_at": utcnow(),
-        },
-    )
+    row = {
+        "order_id": order_id,
+        "status": status,
+        "lines": lines_json,
+        "reason": reason,
+        "decided_at": utcnow(),
+    }
+    batch_writes.insert(session, _reservations, row)
 
 
 ROUTES = Routes(

@@ -1,8 +1,8 @@
 """The consumer runner: one queue, one handler, batches of messages, acks after commit,
 poison to the DLQ.
 
-It takes what the prefetch holds, or what arrives within a few milliseconds of the first
-message, and handles that batch in one transaction:
+It takes a batch (half the prefetch, or what arrives within a few milliseconds of the
+first message; the broker sends the next batch meanwhile) and handles it in one transaction:
   1. read each envelope; one that cannot be read is rejected without requeue (-> `.dead`);
   2. record every message in the inbox with one INSERT (the duplicates stop here), then call
      the handler for each; their outbox rows go in with one INSERT just before the commit.

@@ -1,8 +1,8 @@
 """The loop every consumer of a queue runs: a prefetch, batches, reconnects.
 
 `QueueWorker` consumes one queue (a ReconnectingWorker: messaging/worker.py). It takes
-what the prefetch holds, or what arrives within a few milliseconds of the first message,
-and hands that batch to `handle_batch` (by default one `handle` per delivery), which must
+a batch (half the prefetch, or what arrives within a few milliseconds of the first message)
+and hands it to `handle_batch` (by default one `handle` per delivery), which must
 settle every delivery (ack, reject or requeue) before it returns. Idle, it waits for the
 next message while serving heartbeats. Subclasses: the idempotent consumer runner
 (messaging/consumer.py) and the RPC server (messaging/rpc.py).
@@ -53,12 +53,15 @@ class QueueWorker(ReconnectingWorker):
         amqp_url: str,
         topology: Topology | None,
         name: str | None = None,
-        prefetch: int = 100,
+        prefetch: int = 200,
         gather_seconds: float = 0.002,
     ) -> None:
         super().__init__(name=name or f"consumer {queue}", amqp_url=amqp_url, topology=topology)
         self.queue = queue
-        self.prefetch = prefetch  # also the most messages one batch takes
+        self.prefetch = prefetch
+        # A batch is half the prefetch: while one is handled (and until its ack), the broker
+        # is already sending the next, so the consumer never waits a round trip for work.
+        self.batch_size = max(1, prefetch // 2)
         self.gather_seconds = gather_seconds
         self.after_loss = f"unacked messages return to {queue}"
         self.stats = ConsumerStats()
@@ -89,7 +92,7 @@ class QueueWorker(ReconnectingWorker):
                 connection.process_data_events(time_limit=IDLE_WAIT)
             if arrived:
                 self._gather(connection, arrived)
-                batch, arrived[:] = arrived[: self.prefetch], arrived[self.prefetch :]
+                batch, arrived[:] = arrived[: self.batch_size], arrived[self.batch_size :]
                 self.handle_batch(batch)
             self.between_messages()
         # What was prefetched but not started goes back to the queue when the loop closes
@@ -98,7 +101,7 @@ class QueueWorker(ReconnectingWorker):
     def _gather(self, connection: pika.BlockingConnection, arrived: list[Delivery]) -> None:
         """Wait a few milliseconds for more, up to a full batch: one transaction for many."""
         deadline = time.monotonic() + self.gather_seconds
-        while len(arrived) < self.prefetch:
+        while len(arrived) < self.batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return

@@ -35,7 +35,7 @@ One run measures three things and prints one table.
 (c) Each consumer's messages per second: N messages of the right types are loaded into the
     consumer's quorum queue on a fresh vhost, then a ConsumerRunner from messaging.consumer,
     with the service's real handler and a fresh migrated SQLite database, drains them in
-    batches, as the service does (what the prefetch holds: inbox rows, the handler for each
+    batches, as the service does (half the prefetch each: inbox rows, the handler for each
     message, one commit, one ack with multiple=True). Beside it, plain pika drains
     the same N messages from the same kind of queue with basic_ack and no database, with
     the same prefetch. The clock runs from the first delivery to the last ack.

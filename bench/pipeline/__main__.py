@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--max-http-p99", type=float, default=0.5, help="HTTP p99 bound, seconds (0.5)"
     )
-    parser.add_argument("--messages", type=int, default=2000, help="N per consumer (2000)")
+    parser.add_argument("--messages", type=int, default=5000, help="N per consumer (5000)")
     parser.add_argument(
         "--only",
         choices=["pipeline", "bare", "consumers", "postgres"],

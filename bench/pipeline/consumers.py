@@ -3,7 +3,7 @@ beside plain pika, on the same messages.
 
 For each consumer of bench/parts.py: N messages of the right types (events.py) are loaded
 into its quorum queue on a fresh vhost, then a ConsumerRunner with the service's real
-handler and a fresh migrated SQLite database drains them in batches of up to the prefetch
+handler and a fresh migrated SQLite database drains them in batches of up to half the prefetch
 (inbox rows + a handler call per message + one commit + one ack). Beside it, plain pika
 drains the same N messages from the same kind of queue with basic_ack and no database, with
 the same prefetch. The clock runs from the first delivery to the last ack; ratio = runner

@@ -13,9 +13,10 @@ import logging
 from dataclasses import dataclass
 
 from pydantic import BaseModel
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from messaging import batch_writes
 from messaging.envelope import Envelope
 from messaging.outbox import utcnow
 from messaging.routes import Route, Routes
@@ -55,8 +56,9 @@ def on_inventory_rejected(session: Session, envelope: Envelope) -> None:
 
 @dataclass(frozen=True)
 class PendingOrder:
-    """What settling an order needs of it, read with two Core SELECTs (the ORM's get and
-    lazy load of its lines cost more than everything else the saga does)."""
+    """What settling an order needs of it, read with one Core SELECT of the order joined
+    with its lines (the ORM's get and lazy load of its lines cost more than everything else
+    the saga does)."""
 
     id: str
     status: str
@@ -66,13 +68,12 @@ class PendingOrder:
     discount_cents: int
     total_cents: int
     coupon_code: str | None
-    lines: list[Row]  # sku, quantity
+    lines: list[Row]  # a line's sku and quantity (and its order's columns)
 
 
 def _pending_order(session: Session, order_id: str, envelope: Envelope) -> PendingOrder | None:
-    db = session.connection()
-    row = db.execute(THE_ORDER, {"order_id": order_id}).one_or_none()
-    if row is None:
+    rows = session.connection().execute(THE_ORDER, {"order_id": order_id}).all()
+    if not rows:
         log.error(
             "%s for unknown order %s ignored",
             envelope.type,
@@ -80,31 +81,32 @@ def _pending_order(session: Session, order_id: str, envelope: Envelope) -> Pendi
             extra={"correlation_id": order_id, "message_id": envelope.message_id},
         )
         return None
-    if row.status != "PENDING":
+    order = rows[0]
+    if order.status != "PENDING":
         log.info(
             "%s for order %s, already %s, ignored",
             envelope.type,
             order_id,
-            row.status,
+            order.status,
             extra={"correlation_id": order_id},
         )
         return None
-    lines = db.execute(ITS_LINES, {"order_id": order_id}).all()
-    return PendingOrder(**row._mapping, lines=lines)
+    fields = {name: order._mapping[name] for name in ORDER_FIELDS}
+    lines = [row for row in rows if row.sku is not None]  # an order has one or more
+    return PendingOrder(**fields, lines=lines)
 
 
 _orders, _lines, _timeline = Order.__table__, OrderLine.__table__, TimelineEntry.__table__
+ORDER_FIELDS = [name for name in PendingOrder.__dataclass_fields__ if name != "lines"]
 # Every order is settled here once: its reads and writes are Core statements, built once
 # and run on the session's connection (several times cheaper than the ORM doing the same).
+# The order and its lines come in one SELECT, a row per line.
 THE_ORDER = (
-    select(*(_orders.c[name] for name in PendingOrder.__dataclass_fields__ if name != "lines"))
+    select(*(_orders.c[name] for name in ORDER_FIELDS), _lines.c.sku, _lines.c.quantity)
+    .outerjoin(_lines, _lines.c.order_id == _orders.c.id)
     .where(_orders.c.id == bindparam("order_id"))
-    .with_for_update()  # two answers for one order settle it once (PostgreSQL)
-)
-ITS_LINES = (
-    select(_lines.c.sku, _lines.c.quantity)
-    .where(_lines.c.order_id == bindparam("order_id"))
     .order_by(_lines.c.position)
+    .with_for_update(of=_orders)  # two answers for one order settle it once (PostgreSQL)
 )
 SETTLE = (
     update(_orders)
@@ -113,26 +115,22 @@ SETTLE = (
         status=bindparam("status"), reject_reason=bindparam("reason"), updated_at=bindparam("now")
     )
 )
-TELL = insert(_timeline)
 
 
 def _settle(
     session: Session, order: PendingOrder, status: str, envelope: Envelope, reason: str | None
 ) -> None:
     """The order's new status and two lines of its story: the inventory's answer and the
-    outcome it led to."""
+    outcome it led to (nothing in the batch reads the story: its lines go in with the
+    batch's, in one INSERT before the commit)."""
     now = utcnow()
     outcome = "order.confirmed" if status == "CONFIRMED" else "order.rejected"
-    db = session.connection()
-    db.execute(SETTLE, {"order_id": order.id, "status": status, "reason": reason, "now": now})
-    story = ((envelope.type, envelope.app_id), (outcome, SERVICE))
-    db.execute(
-        TELL,
-        [
-            {"order_id": order.id, "event": event, "service": by, "at": now, "detail": reason}
-            for event, by in story
-        ],
+    session.connection().execute(
+        SETTLE, {"order_id": order.id, "status": status, "reason": reason, "now": now}
     )
+    for event, by in ((envelope.type, envelope.app_id), (outcome, SERVICE)):
+        row = {"order_id": order.id, "event": event, "service": by, "at": now, "detail": reason}
+        batch_writes.insert(session, _timeline, row)
 
 
 ROUTES = Routes(

@@ -5,8 +5,9 @@ the whole batch waits for the slow one. With `basic_qos(prefetch_count=1)` a wor
 its next task only after it acked the last one, so the fast worker comes back for more
 and does most of the work.
 
-The shop's consumers use a prefetch too (20: a few in hand keep a worker busy between
-round trips, and no worker hoards a backlog another could take).
+The shop's consumers use a prefetch too (200: the batch in hand, a hundred messages, and
+the next one already on its way, so a worker never waits a round trip for work; a bound,
+so no worker hoards a backlog another could take).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ LAB = Lab(
         "the batch took {makespan_s} s"
     ),
     read=(
-        "messaging/consumer.py: QueueWorker sets `basic_qos(prefetch_count=...)` before it "
-        "consumes (100: one batch, handled in one transaction, then acked at once)."
+        "messaging/queue_worker.py: QueueWorker sets `basic_qos(prefetch_count=...)` before "
+        "it consumes (200: batches of 100, each handled in one transaction, then acked at "
+        "once, while the broker sends the next)."
     ),
 )
 
