@@ -80,9 +80,13 @@ class Faults:
         os.kill(self.random.choice(candidates), signal.SIGKILL)
 
     def _broker(self) -> None:
-        broker_nodes.stop_app(self.stage.node)
-        self.stop.wait(self.random.uniform(*BROKER_DOWN))  # down for a moment, not longer
-        broker_nodes.start_app(self.stage.node)
+        try:
+            broker_nodes.stop_app(self.stage.node)
+            self.stop.wait(self.random.uniform(*BROKER_DOWN))  # down for a moment, not longer
+        finally:
+            # Also when stop_app failed: on a busy machine rabbitmqctl can give up waiting
+            # for an application that did stop, and the run must not go on without a broker.
+            broker_nodes.start_app(self.stage.node)
 
     def _postgres(self) -> None:
         assert self.stage.postgres is not None

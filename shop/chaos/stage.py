@@ -14,17 +14,21 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from shop import broker_nodes, postgres_instances
 from shop.broker_nodes import BrokerNode
+from shop.catalog import CATALOG
 from shop.postgres_instances import PostgresInstance
 from shop.running_shop import RunningShop, running_shop
 
-# Each service's database variable, and the name of its database or SQLite file.
+# Each service's database variable, and the name of its database or SQLite file (its
+# default file's: ORDER_DATABASE_URL -> "orders").
 DATABASES = {
-    "ORDER_DATABASE_URL": "orders",
-    "INVENTORY_DATABASE_URL": "inventory",
-    "COUPON_DATABASE_URL": "coupons",
-    "NOTIFICATION_DATABASE_URL": "notifications",
+    service.settings.DATABASE_VARIABLE: Path(
+        str(make_url(service.settings().database_url).database)
+    ).stem
+    for service in CATALOG
 }
 
 
