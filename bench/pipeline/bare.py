@@ -1,6 +1,6 @@
 """(a)'s baseline: a bare endpoint under the same gunicorn command line as the shop's web.
 
-`bare_app()` validates the same JSON as POST /api/orders (order_service.schemas.OrderIn)
+`bare_app()` validates the same JSON as POST /api/orders (order_service.commands.OrderIn)
 and inserts one row into one SQLite table: no outbox, no broker, nothing else. gunicorn
 serves it as `bench.pipeline.bare:bare_app()` with the shop's own options (2 workers x 8
 threads), so the ratio pipeline rate / bare rate says what the pipeline's work costs on
