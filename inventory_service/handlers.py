@@ -32,7 +32,7 @@ from inventory_service.events import (
     stock_changed,
 )
 from inventory_service.models import Reservation, StockItem
-from messaging import batch_writes
+from messaging import batch_reads, batch_writes
 from messaging.envelope import Envelope
 from messaging.outbox import utcnow
 from messaging.routes import Route, Routes
@@ -91,8 +91,7 @@ def on_stock_set(session: Session, envelope: Envelope) -> None:
 
 def on_order_created(session: Session, envelope: Envelope) -> None:
     order = envelope.body_as(OrderCreated)
-    db = session.connection()  # Core: every order of the shop passes here (see the docstring)
-    if db.execute(DECIDED, {"order_id": order.order_id}).first() is not None:
+    if DECISIONS.done_before(session, order.order_id):
         log.info("order %s was decided before; ignored", order.order_id)
         return
     lines = _merge(order.items)
@@ -115,6 +114,11 @@ def on_order_created(session: Session, envelope: Envelope) -> None:
     )
     for item in taken:
         stock_changed(session, item)
+
+
+def read_decisions(session: Session, orders: list[OrderCreated]) -> None:
+    """Which of the batch's orders were decided before, with one SELECT for the batch."""
+    DECISIONS.read_ahead(session, [order.order_id for order in orders])
 
 
 def _reserve(session: Session, order: OrderCreated, lines: dict[str, int]) -> list[Stock]:
@@ -140,8 +144,10 @@ def _merge(lines: list[Line]) -> dict[str, int]:
 
 _stock = StockItem.__table__
 # Statements built once and run on the session's connection: the hot path of the service.
-DECIDED = select(Reservation.__table__.c.order_id).where(
-    Reservation.__table__.c.order_id == bindparam("order_id")
+_decided = Reservation.__table__.c.order_id
+DECISIONS = batch_reads.DoneOnce(
+    "inventory: decided orders",
+    select(_decided).where(_decided.in_(bindparam("ids", expanding=True))),
 )
 TAKE = (
     update(_stock)
@@ -172,9 +178,10 @@ def _decide(
     session: Session, order_id: str, lines: dict[str, int], status: str, reason: str | None
 ) -> None:
     """Record the decision. It goes in with the batch's other decisions, in one INSERT
-    before the commit: a second order.created for this order in the same batch would not
-    see it, take the stock again, and make that INSERT break the order_id key, so the
-    batch is done again one message at a time, where DECIDED sees the first."""
+    before the commit; a second order.created for this order later in the batch finds it
+    decided in what was read ahead (DECISIONS.done_before marks it). Without a read-ahead,
+    that second one would take the stock again and break the INSERT's order_id key: the
+    batch is then done again one message at a time, where DECISIONS sees the first."""
     lines_json = json.dumps([{"sku": s, "quantity": q} for s, q in lines.items()])
     row = {
         "order_id": order_id,
@@ -189,7 +196,7 @@ def _decide(
 ROUTES = Routes(
     Route("product.created", ProductCreated, on_product_created),
     Route("product.stock_set", StockSet, on_stock_set),
-    Route("order.created", OrderCreated, on_order_created),
+    Route("order.created", OrderCreated, on_order_created, read_decisions),
     Route("flash_sale.created", allocations.SaleCreated, allocations.on_sale_created),
     Route("flash_sale.ended", allocations.SaleEnded, allocations.on_sale_ended),
 )

@@ -4,8 +4,9 @@ poison to the DLQ.
 It takes a batch (half the prefetch, or what arrives within a few milliseconds of the
 first message; the broker sends the next batch meanwhile) and handles it in one transaction:
   1. read each envelope; one that cannot be read is rejected without requeue (-> `.dead`);
-  2. record every message in the inbox with one INSERT (the duplicates stop here), then call
-     the handler for each; their outbox rows go in with one INSERT just before the commit.
+  2. record every message in the inbox with one INSERT (the duplicates stop here), let the
+     routes read ahead what the new ones need (messaging/batch_reads.py), then call the
+     handler for each; their outbox rows go in with one INSERT just before the commit.
      If a handler fails, that transaction is rolled back and the batch is done again with a
      SAVEPOINT per message, so the failing one rolls back only itself (and its inbox row is
      taken back) while the others commit;
@@ -202,10 +203,13 @@ class ConsumerRunner(QueueWorker):
 
     def _handle_quickly(self, session: Session, envelopes: list[Envelope]) -> list[Outcome]:
         batch_writes.start(session)
+        news = self._new(session, envelopes)
+        read_ahead = getattr(self.handler, "read_ahead", None)  # a Routes has one
+        if read_ahead is not None:
+            fresh = [envelope for envelope, new in zip(envelopes, news, strict=True) if new]
+            read_ahead(session, fresh)
         outcomes: list[Outcome] = []
-        for index, (envelope, new) in enumerate(
-            zip(envelopes, self._new(session, envelopes), strict=True)
-        ):
+        for index, (envelope, new) in enumerate(zip(envelopes, news, strict=True)):
             if not new:
                 outcomes.append(Outcome(Result.DUPLICATE))
                 continue

@@ -10,13 +10,14 @@ no longer PENDING ignores a second answer; an unknown order is logged, never a c
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import groupby
 
 from pydantic import BaseModel
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import Row, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from messaging import batch_writes
+from messaging import batch_reads, batch_writes
 from messaging.envelope import Envelope
 from messaging.outbox import utcnow
 from messaging.routes import Route, Routes
@@ -56,9 +57,8 @@ def on_inventory_rejected(session: Session, envelope: Envelope) -> None:
 
 @dataclass(frozen=True)
 class PendingOrder:
-    """What settling an order needs of it, read with one Core SELECT of the order joined
-    with its lines (the ORM's get and lazy load of its lines cost more than everything else
-    the saga does)."""
+    """What settling an order needs of it: Core rows of the order joined with its lines
+    (the ORM's get and lazy load of its lines cost more than everything else the saga did)."""
 
     id: str
     status: str
@@ -71,9 +71,31 @@ class PendingOrder:
     lines: list[Row]  # a line's sku and quantity (and its order's columns)
 
 
+ORDERS = "saga: orders"  # the batch's orders, read ahead (messaging/batch_reads.py)
+
+
+def read_orders(session: Session, answers: list[InventoryReserved | InventoryRejected]) -> None:
+    """The batch's orders with their lines, in one SELECT: once per batch, not per answer."""
+    batch_reads.keep(session, ORDERS, _orders_by_id(session, [a.order_id for a in answers]))
+
+
+def _orders_by_id(session: Session, order_ids: list[str]) -> dict[str, PendingOrder | None]:
+    found: dict[str, PendingOrder | None] = dict.fromkeys(sorted(set(order_ids)))
+    rows = session.connection().execute(THE_ORDERS, {"ids": list(found)}).all()
+    for order_id, its_rows in groupby(rows, key=lambda row: row.id):
+        rows_of_order = list(its_rows)  # a row per line; an order has one or more
+        fields = {name: rows_of_order[0]._mapping[name] for name in ORDER_FIELDS}
+        lines = [row for row in rows_of_order if row.sku is not None]
+        found[order_id] = PendingOrder(**fields, lines=lines)
+    return found
+
+
 def _pending_order(session: Session, order_id: str, envelope: Envelope) -> PendingOrder | None:
-    rows = session.connection().execute(THE_ORDER, {"order_id": order_id}).all()
-    if not rows:
+    found = batch_reads.kept(session, ORDERS)
+    if found is None or order_id not in found:  # not read ahead: read it now
+        found = _orders_by_id(session, [order_id])
+    order = found[order_id]
+    if order is None:
         log.error(
             "%s for unknown order %s ignored",
             envelope.type,
@@ -81,7 +103,6 @@ def _pending_order(session: Session, order_id: str, envelope: Envelope) -> Pendi
             extra={"correlation_id": order_id, "message_id": envelope.message_id},
         )
         return None
-    order = rows[0]
     if order.status != "PENDING":
         log.info(
             "%s for order %s, already %s, ignored",
@@ -91,21 +112,20 @@ def _pending_order(session: Session, order_id: str, envelope: Envelope) -> Pendi
             extra={"correlation_id": order_id},
         )
         return None
-    fields = {name: order._mapping[name] for name in ORDER_FIELDS}
-    lines = [row for row in rows if row.sku is not None]  # an order has one or more
-    return PendingOrder(**fields, lines=lines)
+    return order
 
 
 _orders, _lines, _timeline = Order.__table__, OrderLine.__table__, TimelineEntry.__table__
 ORDER_FIELDS = [name for name in PendingOrder.__dataclass_fields__ if name != "lines"]
 # Every order is settled here once: its reads and writes are Core statements, built once
 # and run on the session's connection (several times cheaper than the ORM doing the same).
-# The order and its lines come in one SELECT, a row per line.
-THE_ORDER = (
+# The orders and their lines come in one SELECT, a row per line, in id order (so that two
+# saga processes lock a batch's orders in one order on PostgreSQL, and never deadlock).
+THE_ORDERS = (
     select(*(_orders.c[name] for name in ORDER_FIELDS), _lines.c.sku, _lines.c.quantity)
     .outerjoin(_lines, _lines.c.order_id == _orders.c.id)
-    .where(_orders.c.id == bindparam("order_id"))
-    .order_by(_lines.c.position)
+    .where(_orders.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_orders.c.id, _lines.c.position)
     .with_for_update(of=_orders)  # two answers for one order settle it once (PostgreSQL)
 )
 SETTLE = (
@@ -121,21 +141,28 @@ def _settle(
     session: Session, order: PendingOrder, status: str, envelope: Envelope, reason: str | None
 ) -> None:
     """The order's new status and two lines of its story: the inventory's answer and the
-    outcome it led to (nothing in the batch reads the story: its lines go in with the
-    batch's, in one INSERT before the commit)."""
+    outcome it led to. They go in with the batch's, one UPDATE and one INSERT before the
+    commit; a later answer in the batch about this order finds it settled in what was read
+    ahead."""
     now = utcnow()
     outcome = "order.confirmed" if status == "CONFIRMED" else "order.rejected"
-    session.connection().execute(
-        SETTLE, {"order_id": order.id, "status": status, "reason": reason, "now": now}
-    )
+    found = batch_reads.kept(session, ORDERS)
+    if found is not None and order.id in found:
+        found[order.id] = replace(order, status=status)
+    settled = {"order_id": order.id, "status": status, "reason": reason, "now": now}
+    batch_writes.write(session, SETTLE, settled, _settle_all)
     for event, by in ((envelope.type, envelope.app_id), (outcome, SERVICE)):
         row = {"order_id": order.id, "event": event, "service": by, "at": now, "detail": reason}
         batch_writes.insert(session, _timeline, row)
 
 
+def _settle_all(session: Session, statement: Update, settled: list[dict]) -> None:
+    session.connection().execute(statement, settled)  # one executemany for the batch
+
+
 ROUTES = Routes(
-    Route("inventory.reserved", InventoryReserved, on_inventory_reserved),
-    Route("inventory.rejected", InventoryRejected, on_inventory_rejected),
+    Route("inventory.reserved", InventoryReserved, on_inventory_reserved, read_orders),
+    Route("inventory.rejected", InventoryRejected, on_inventory_rejected, read_orders),
     Route(
         sale_lifecycle.ALLOCATED, sale_lifecycle.Allocated, sale_lifecycle.on_inventory_allocated
     ),
