@@ -1,9 +1,9 @@
-"""A consumer writes some rows with the batch's one INSERT before the commit (the
-inventory's reservations, the coupon service's rewards: messaging/batch_writes.py), so a
-message later in the batch cannot see them. Two copies of one event under different
-message ids (the inbox does not know they are the same) in one batch must still have one
-effect: on the real broker, on SQLite and PostgreSQL, the stock is taken once and the
-customer rewarded once."""
+"""A consumer reads what a batch needs once, before its first handler, and writes some rows
+with the batch's one statement before the commit (messaging/batch_reads.py and
+batch_writes.py): the inventory's decisions, the coupon service's rewards, the saga's
+orders. Two copies of one event under different message ids (the inbox does not know they
+are the same) in one batch must still have one effect: on the real broker, on SQLite and
+PostgreSQL, the stock is taken once, the customer rewarded once, an order settled once."""
 
 import uuid
 
@@ -18,6 +18,8 @@ from messaging.envelope import Envelope
 from messaging.migrations import upgrade
 from messaging.publisher import ConfirmingPublisher, Outgoing
 from messaging.service import ServiceContext
+from order_service.models import Order, OrderOutbox, Product, TimelineEntry
+from order_service.use_cases.orders import new_order
 from shop.catalog import CATALOG
 from tests.support.amqp import wait_until
 
@@ -114,3 +116,49 @@ def test_an_order_confirmed_twice_in_one_batch_earns_one_reward(
             assert count(session, Coupon, Coupon.issued_for_order == rewarded) == 1
         issued = CouponOutbox.event_type == "coupon.issued"
         assert count(session, CouponOutbox, issued) == 4, "one coupon.issued per order"
+
+
+def test_two_answers_for_one_order_in_one_batch_settle_it_once(
+    database_url, amqp_url, start_in_thread
+):
+    queue = "orders.inventory"
+    upgrade(CATALOG.get("order"), database_url)
+    with make_session_factory(make_engine(database_url)).begin() as session:
+        tea = Product(sku="TEA-1", name="Tea", price_cents=450, available=20)
+        session.add(tea)
+        session.flush()
+        for order_id in ("first", "second"):
+            session.add(new_order("Ann", "+4930123456", [(tea, 1, 450)], order_id=order_id))
+    answers = [
+        *copies("inventory.reserved", {"order_id": "first"}, queue, "inventory_service"),
+        Outgoing.to_queue(
+            queue,
+            Envelope.new(
+                "inventory.rejected",
+                {"order_id": "first", "reason": "late"},
+                correlation_id="first",
+                app_id="inventory_service",
+            ),
+        ),
+        *copies(
+            "inventory.rejected",
+            {"order_id": "second", "reason": "none left"},
+            queue,
+            "inventory_service",
+        ),
+    ]
+    sessions = run_until_handled("order", queue, answers, database_url, amqp_url, start_in_thread)
+
+    with sessions() as session:
+        assert session.get(Order, "first").status == "CONFIRMED", "the first answer settles it"
+        assert session.get(Order, "second").status == "REJECTED"
+        for order_id, outcome in (("first", "order.confirmed"), ("second", "order.rejected")):
+            told = count(session, OrderOutbox, OrderOutbox.correlation_id == order_id)
+            assert told == 1, f"one outcome event for {order_id}"
+            story = count(
+                session,
+                TimelineEntry,
+                TimelineEntry.order_id == order_id,
+                TimelineEntry.event == outcome,
+            )
+            assert story == 1, f"one {outcome} line in the story of {order_id}"
