@@ -41,7 +41,8 @@ def kept(session: Session, kind: str) -> dict[Any, Any] | None:
 class DoneOnce:
     """Something a handler does at most once per key (an order decided, a reward issued),
     and the SELECT that finds, among `:ids` (an expanding bind parameter), the keys for
-    which it was done: read ahead for a batch, or for one key when nothing was.
+    which it was done: read ahead for a batch, or for one key when nothing was. A key of
+    several columns is a tuple, selected and matched with `tuple_(...).in_(...)`.
 
         DECIDED = DoneOnce("decided orders", select(t.c.order_id).where(t.c.order_id.in_(
             bindparam("ids", expanding=True))))
@@ -54,7 +55,8 @@ class DoneOnce:
 
     def read_ahead(self, session: Session, keys: list[Any]) -> None:
         ids = sorted(set(keys))
-        done = set(session.connection().execute(self.statement, {"ids": ids}).scalars())
+        rows = session.connection().execute(self.statement, {"ids": ids})
+        done = {row[0] if len(row) == 1 else tuple(row) for row in rows}  # a key, or a tuple
         keep(session, self.kind, {key: key in done for key in ids})
 
     def done_before(self, session: Session, key: Any) -> bool:

@@ -4,8 +4,9 @@ A consumer's batch handles a hundred messages in one transaction; each adds an o
 bumps a counter... A statement each would cost more than the handling itself. So while a
 transaction collects (`start(session)`, which the consumer runner does for its batch),
 a writer hands its row over with `later()`, and the rows of one kind go in with one
-statement just before the transaction commits. Outside such a batch, or inside a
-SAVEPOINT (so that rolling the savepoint back takes the write along), it is done at once.
+statement just before the transaction commits (tables that others refer to first: an
+order before its lines). Outside such a batch, or inside a SAVEPOINT (so that rolling the
+savepoint back takes the write along), it is done at once.
 
     batch_writes.insert(session, outbox_table, row)       # one INSERT for the batch's rows
     batch_writes.write(session, "counters", deltas, add)  # add(session, "counters", [deltas...])
@@ -13,10 +14,12 @@ SAVEPOINT (so that rolling the savepoint back takes the write along), it is done
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import MetaData, Table, event
 from sqlalchemy import insert as insert_statement
 from sqlalchemy.orm import Session
 
@@ -52,5 +55,20 @@ def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
 def _write_all(session: Session) -> None:
     if session.in_nested_transaction():  # SQLAlchemy calls this for a SAVEPOINT's release too
         return
-    for kind, (write, items) in session.info.pop(_PENDING, {}).items():
+    pending = session.info.pop(_PENDING, {})
+    for kind, (write, items) in sorted(pending.items(), key=_parents_first):
         write(session, kind, items)
+
+
+def _parents_first(pending: tuple[object, Any]) -> int:
+    """A table's rows go in before the rows that refer to them (an order before its lines,
+    whatever order the handlers wrote them in); other kinds of write after every table."""
+    kind = pending[0]
+    if isinstance(kind, Table):
+        return _dependency_order(kind.metadata, len(kind.metadata.tables))[kind]
+    return sys.maxsize
+
+
+@lru_cache
+def _dependency_order(metadata: MetaData, _tables: int) -> dict[Table, int]:
+    return {table: index for index, table in enumerate(metadata.sorted_tables)}

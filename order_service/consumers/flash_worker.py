@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from messaging import batch_writes
+from messaging import batch_reads, batch_writes
 from messaging.envelope import Envelope, PoisonMessage
 from messaging.outbox import utcnow
 from messaging.routes import Route, Routes
@@ -47,17 +48,24 @@ class PurchaseRequest(BaseModel):
 
 _tickets, _sales, _products = FlashTicket.__table__, FlashSale.__table__, Product.__table__
 # A queue full of tickets is decided here, as fast as the crowd filled it: every statement
-# is Core, built once, on the session's connection (the ORM costs several times more).
-DECIDED = select(_tickets.c.ticket_id).where(_tickets.c.ticket_id == bindparam("ticket_id"))
-RECORD = insert(_tickets)
+# is Core, built once, on the session's connection (the ORM costs several times more), and
+# what a batch of tickets needs to know is read once for the batch (read_tickets).
+DECIDED = batch_reads.DoneOnce(
+    "flash worker: decided tickets",
+    select(_tickets.c.ticket_id).where(_tickets.c.ticket_id.in_(bindparam("ids", expanding=True))),
+)
+_winner = tuple_(_tickets.c.sale_id, _tickets.c.winner_phone)
+WINNERS = batch_reads.DoneOnce(  # (sale id, phone): who won a sale (UNIQUE behind it)
+    "flash worker: winners",
+    select(_tickets.c.sale_id, _tickets.c.winner_phone).where(
+        _winner.in_(bindparam("ids", expanding=True))
+    ),
+)
 LOCK_SALE = (  # the sale, and the name of its product for a winner's order line
     select(_sales, _products.c.name.label("product_name"))
     .join(_products, _products.c.sku == _sales.c.sku)
     .where(_sales.c.id == bindparam("sale_id"))
     .with_for_update(of=_sales)
-)
-WON_BEFORE = select(_tickets.c.ticket_id).where(
-    _tickets.c.sale_id == bindparam("sale_id"), _tickets.c.winner_phone == bindparam("phone")
 )
 SELL_ONE = (
     update(_sales)
@@ -67,11 +75,17 @@ SELL_ONE = (
 )
 
 
+def read_tickets(session: Session, requests: list[PurchaseRequest]) -> None:
+    """For a batch: which of its tickets were decided before, and which of its customers
+    won their sale before; two SELECTs instead of two per ticket."""
+    DECIDED.read_ahead(session, [request.ticket_id for request in requests])
+    WINNERS.read_ahead(session, [(request.sale_id, request.customer.phone) for request in requests])
+
+
 def decide_ticket(session: Session, envelope: Envelope) -> None:
     request = envelope.body_as(PurchaseRequest)
-    db = session.connection()
-    if db.execute(DECIDED, {"ticket_id": request.ticket_id}).first() is not None:
-        return  # decided before
+    if DECIDED.done_before(session, request.ticket_id):
+        return
     locked = _locked_sale(session, request.sale_id)
     if locked is None:
         raise PoisonMessage(f"ticket {request.ticket_id} names unknown sale {request.sale_id}")
@@ -86,17 +100,20 @@ def decide_ticket(session: Session, envelope: Envelope) -> None:
         "winner_phone": None,
         "order_id": None,
         "reason": reason,
+        "status": "LOST",
     }
-    if reason is not None:  # with the batch's other losers, in one INSERT
-        batch_writes.insert(session, _tickets, {**ticket, "status": "LOST"})
+    if reason is not None:
+        batch_writes.insert(session, _tickets, ticket)  # with the batch's tickets, one INSERT
         count(session, {"lost": 1})
         return
     # A winner: one more unit sold (the CHECK sold <= quota stands behind the test above).
-    sold = db.execute(SELL_ONE, {"sale_id": locked.id}).one()
+    sold = session.connection().execute(SELL_ONE, {"sale_id": locked.id}).one()
+    locked.sold = sold.sold
     product = SoldProduct(sku=locked.sku, name=locked.product_name)
     order = new_order(request.customer.name, phone, [(product, 1, locked.price_cents)])
     store_order(session, order, flash_sale_id=locked.id)
-    db.execute(RECORD, {**ticket, "status": "WON", "winner_phone": phone, "order_id": order.id})
+    won = {**ticket, "status": "WON", "winner_phone": phone, "order_id": order.id}
+    batch_writes.insert(session, _tickets, won)
     count(session, {"won": 1})
     if sold.sold == sold.quota:  # the last unit: once per sale, so through the ORM
         sale = session.get(FlashSale, locked.id, populate_existing=True)
@@ -104,6 +121,7 @@ def decide_ticket(session: Session, envelope: Envelope) -> None:
         outbox.add_event(session, FlashSaleSoldOut(sale_id=sale.id), correlation_id=sale.id)
         log.info("flash sale %s sold out", sale.id, extra={"correlation_id": sale.id})
         sale_lifecycle.close(session, sale, "sold_out")
+        locked.closed_at, locked.allocation = sale.closed_at, sale.allocation
 
 
 @dataclass(frozen=True)
@@ -112,22 +130,45 @@ class SoldProduct:
     name: str
 
 
-def _locked_sale(session: Session, sale_id: str) -> Row | None:
-    """The sale's row, locked until the transaction ends. A closed sale never opens again,
-    so once it is seen closed the rest of the batch (its losers) takes it from here."""
-    closed: dict[str, Row] = session.info.setdefault(CLOSED_SALES, {})
-    if sale_id in closed:
-        return closed[sale_id]
-    sale = session.connection().execute(LOCK_SALE, {"sale_id": sale_id}).first()
-    if sale is not None and sale.closed_at is not None:
-        closed[sale_id] = sale
-    return sale
+@dataclass
+class LockedSale:
+    """A sale's row as the batch holds it: locked (FOR UPDATE on PostgreSQL, SQLite's one
+    writer) from its first read to the commit, so nobody else changes it meanwhile, and
+    kept true here as the batch sells and closes it."""
+
+    id: str
+    sku: str
+    price_cents: int
+    quota: int
+    sold: int
+    allocation: str
+    starts_at: datetime
+    ends_at: datetime | None
+    closed_at: datetime | None
+    product_name: str
 
 
-CLOSED_SALES = "flash_worker.closed_sales"  # session.info: the closed sales this batch saw
+LOCKED_SALES = "flash_worker.locked_sales"  # session.info: {sale id: LockedSale or None}
 
 
-def _why_lost(session: Session, sale: FlashSale | Row, phone: str) -> str | None:
+def _locked_sale(session: Session, sale_id: str) -> LockedSale | None:
+    """The sale, read (and locked) once per batch. Under a SAVEPOINT (a batch done again
+    a message at a time) it is read each time: a savepoint rolled back would take a sale
+    along that the batch's copy still counts."""
+    locked: dict[str, LockedSale | None] = (
+        {} if session.in_nested_transaction() else session.info.setdefault(LOCKED_SALES, {})
+    )
+    if sale_id not in locked:
+        row = session.connection().execute(LOCK_SALE, {"sale_id": sale_id}).first()
+        locked[sale_id] = None if row is None else _as_locked(row)
+    return locked[sale_id]
+
+
+def _as_locked(row: Row) -> LockedSale:
+    return LockedSale(**{name: row._mapping[name] for name in LockedSale.__dataclass_fields__})
+
+
+def _why_lost(session: Session, sale: LockedSale, phone: str) -> str | None:
     if sale.closed_at is not None:  # its final `sold` went to the inventory: nothing more
         return "sold out" if sale.sold >= sale.quota else "the sale had ended"
     status = sale_status(sale, utcnow())
@@ -137,10 +178,9 @@ def _why_lost(session: Session, sale: FlashSale | Row, phone: str) -> str | None
         return "sold out"
     if status == "upcoming":
         return "the sale had not opened"
-    won = session.connection().execute(WON_BEFORE, {"sale_id": sale.id, "phone": phone}).first()
-    if won is not None:
+    if WINNERS.done_before(session, (sale.id, phone)):  # it wins now if it did not before
         return "this customer already won this sale"
     return None
 
 
-ROUTES = Routes(Route(PURCHASE_REQUESTED, PurchaseRequest, decide_ticket))
+ROUTES = Routes(Route(PURCHASE_REQUESTED, PurchaseRequest, decide_ticket, read_tickets))

@@ -17,6 +17,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from messaging import batch_writes
 from messaging.outbox import utcnow
 from order_service.commands import OrderIn
 from order_service.errors import Conflict, CouponRefused, InvalidOrder, NotFound
@@ -170,40 +171,31 @@ def store_order(session: Session, order: Order, flash_sale_id: str | None = None
     event, in the caller's transaction.
 
     Every order of the shop is stored here, the web's and the flash-sale winners', so it
-    writes with Core INSERTs built once (several times cheaper than the ORM's flush); the
+    writes with Core INSERTs (several times cheaper than the ORM's flush): at once for the
+    web, with the batch's other orders in the ticket worker (messaging/batch_writes.py). The
     Order object stays as it was made, for the answer. A flash-sale winner's order names its
     sale, so the inventory takes its units from the sale's allocation, not from the stock.
     """
-    db = session.connection()
-    db.execute(INSERT_ORDER, {column: getattr(order, column) for column in ORDER_COLUMNS})
-    db.execute(
-        INSERT_LINES,
-        [
-            {column: getattr(line, column) for column in LINE_COLUMNS} | {"order_id": order.id}
-            for line in order.lines
-        ],
-    )
-    db.execute(
-        INSERT_STORY,
-        [
-            {
-                "order_id": order.id,
-                "event": e.event,
-                "service": e.service,
-                "at": e.at,
-                "detail": e.detail,
-            }
-            for e in order.timeline
-        ],
-    )
+    row = {column: getattr(order, column) for column in ORDER_COLUMNS}
+    batch_writes.insert(session, _orders, row)
+    for line in order.lines:
+        row = {column: getattr(line, column) for column in LINE_COLUMNS} | {"order_id": order.id}
+        batch_writes.insert(session, _lines, row)
+    for entry in order.timeline:
+        row = {
+            "order_id": order.id,
+            "event": entry.event,
+            "service": entry.service,
+            "at": entry.at,
+            "detail": entry.detail,
+        }
+        batch_writes.insert(session, _story, row)
     outbox.add_event(session, order_created(order, flash_sale_id), correlation_id=order.id)
 
 
-_orders, _lines = Order.__table__, OrderLine.__table__
+_orders, _lines, _story = Order.__table__, OrderLine.__table__, TimelineEntry.__table__
 ORDER_COLUMNS = [column.name for column in _orders.columns]
 LINE_COLUMNS = [column.name for column in _lines.columns if column.name != "order_id"]
-INSERT_ORDER, INSERT_LINES = insert(_orders), insert(_lines)
-INSERT_STORY = insert(TimelineEntry.__table__)
 
 
 def _reserve_coupon(coupons: Coupons, code: str, order: Order) -> int:
