@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -194,6 +194,10 @@ def store_order(session: Session, order: Order, flash_sale_id: str | None = None
 
 
 _orders, _lines, _story = Order.__table__, OrderLine.__table__, TimelineEntry.__table__
+_products = Product.__table__
+PRODUCTS = select(_products.c.sku, _products.c.name, _products.c.price_cents).where(
+    _products.c.sku.in_(bindparam("skus", expanding=True))
+)
 ORDER_COLUMNS = [column.name for column in _orders.columns]
 LINE_COLUMNS = [column.name for column in _lines.columns if column.name != "order_id"]
 
@@ -207,9 +211,11 @@ def _reserve_coupon(coupons: Coupons, code: str, order: Order) -> int:
         ) from None
 
 
-def _products_for(session: Session, command: OrderIn) -> dict[str, Product]:
+def _products_for(session: Session, command: OrderIn) -> dict[str, Row]:
+    """The order's products (sku, name, price) with one Core SELECT: every POST reads them."""
     skus = [line.sku for line in command.items]
-    products = {p.sku: p for p in session.scalars(select(Product).where(Product.sku.in_(skus)))}
+    rows = session.connection().execute(PRODUCTS, {"skus": skus})
+    products = {row.sku: row for row in rows}
     errors = []
     seen: set[str] = set()
     for index, sku in enumerate(skus):
