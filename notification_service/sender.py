@@ -31,10 +31,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from messaging import batch_writes
 from messaging.connection import Backoff
 from messaging.database import (
     make_read_session_factory,
@@ -98,7 +99,9 @@ class SmsSender:
         self.retry_cap = retry_cap
         self._sessions = make_session_factory(engine)
         self._read_sessions = make_read_session_factory(engine)  # an idle look locks nothing
-        self._lock_rows = supports_skip_locked(engine)
+        self._due = DUE.limit(batch_size)
+        if supports_skip_locked(engine):
+            self._due = self._due.with_for_update(skip_locked=True)
         self._wakeup = threading.Event()
         self._stop = threading.Event()
 
@@ -141,29 +144,17 @@ class SmsSender:
         untried = deliveries[len(attempts) :]
         return Pass(len(deliveries), self._record(attempts, untried) if deliveries else None)
 
-    def _due(self, now: datetime):  # type: ignore[no-untyped-def]
-        return (
-            select(Sms)
-            .where(Sms.status == PENDING, Sms.next_attempt_at <= now)
-            .order_by(Sms.next_attempt_at)
-            .limit(self.batch_size)
-        )
-
     def _anything_due(self) -> bool:
         with self._read_sessions() as session:
-            due = self._due(utcnow()).with_only_columns(Sms.id)
-            return session.scalars(due).first() is not None
+            return session.connection().execute(ANY_DUE, {"now": utcnow()}).first() is not None
 
     def _claim(self) -> list[Delivery]:
         with self._sessions.begin() as session:
-            now = utcnow()
-            query = self._due(now)
-            if self._lock_rows:
-                query = query.with_for_update(skip_locked=True)
-            rows = list(session.scalars(query))
+            now, db = utcnow(), session.connection()
+            rows = db.execute(self._due, {"now": now}).all()
             lease_ends = now + timedelta(seconds=self.lease)
-            for row in rows:
-                row.next_attempt_at = lease_ends
+            if rows:
+                db.execute(HOLD, {"ids": [row.id for row in rows], "until": lease_ends})
             return [
                 Delivery(
                     row.id,
@@ -195,26 +186,34 @@ class SmsSender:
         """Write the results in one short transaction; the earliest retry scheduled."""
         next_retry = None
         with self._sessions.begin() as session:
+            batch_writes.start(session)  # the events go in with one INSERT
             now = utcnow()
             for delivery in untried:  # due again at once, for whichever sender looks first
                 _settle(session, delivery, next_attempt_at=now)
+            sent = [attempt.delivery for attempt in attempts if attempt.error is None]
+            if sent:
+                self._record_sent(session, sent, now)
             for attempt in attempts:
                 if attempt.error is None:
-                    self._record_sent(session, attempt.delivery, now)
-                elif attempt.permanent:
+                    continue
+                if attempt.permanent:
                     self._record_refused(session, attempt, now)
                 else:
                     retry_at = self._record_failure(session, attempt, now)
                     next_retry = min(next_retry or retry_at, retry_at)
         return next_retry
 
-    def _record_sent(self, session: Session, delivery: Delivery, now: datetime) -> None:
-        if _settle(session, delivery, status=SENT, sent_at=now, last_error=None):
-            outbox.add_event(
-                session,
-                SmsSent(**_about(delivery)),
-                correlation_id=delivery.order_id or delivery.id,
-            )
+    def _record_sent(self, session: Session, sent: list[Delivery], now: datetime) -> None:
+        """SENT, with one UPDATE for the pass; an event for each SMS this update settled."""
+        ids = {"ids": [delivery.id for delivery in sent], "now": now}
+        ours = set(session.connection().execute(SENT_NOW, ids).scalars())
+        for delivery in sent:
+            if delivery.id in ours:  # not settled first by another sender
+                outbox.add_event(
+                    session,
+                    SmsSent(**_about(delivery)),
+                    correlation_id=delivery.order_id or delivery.id,
+                )
 
     def _record_refused(self, session: Session, attempt: Attempt, now: datetime) -> None:
         delivery = attempt.delivery
@@ -258,6 +257,25 @@ class SmsSender:
         if next_retry is None:
             return self.idle_wait
         return max(0.0, min(self.idle_wait, (next_retry - utcnow()).total_seconds()))
+
+
+_sms = Sms.__table__
+_due_now = (_sms.c.status == PENDING, _sms.c.next_attempt_at <= bindparam("now"))
+# The statements of every pass, built once (Core: several times cheaper than the ORM's).
+ANY_DUE = select(_sms.c.id).where(*_due_now).limit(1)
+CLAIMED = ("id", "event_message_id", "event", "order_id", "phone", "text", "attempts")
+DUE = select(*(_sms.c[name] for name in CLAIMED)).where(*_due_now).order_by(_sms.c.next_attempt_at)
+HOLD = (
+    update(_sms)
+    .where(_sms.c.id.in_(bindparam("ids", expanding=True)))
+    .values(next_attempt_at=bindparam("until"))
+)
+SENT_NOW = (  # only rows still PENDING: another sender may have settled one first
+    update(_sms)
+    .where(_sms.c.id.in_(bindparam("ids", expanding=True)), _sms.c.status == PENDING)
+    .values(status=SENT, sent_at=bindparam("now"), last_error=None)
+    .returning(_sms.c.id)
+)
 
 
 def _settle(session: Session, delivery: Delivery, **values: object) -> bool:
