@@ -151,7 +151,8 @@ class RpcServer(QueueWorker):
     """Answers requests on one queue with one handler per request `type`."""
 
     def __init__(self, *, handlers: Mapping[str, RpcHandler], **worker_options: Any) -> None:
-        super().__init__(**worker_options)
+        # A caller waits for each answer: a request is answered as it comes, not gathered.
+        super().__init__(**{"gather_seconds": 0.0, **worker_options})
         self.handlers = handlers
 
     def handle(self, delivery: Delivery) -> None:
