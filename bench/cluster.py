@@ -23,12 +23,12 @@ import argparse
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+from loadtest.crowd import Crowd
 from shop import broker_nodes, failover
 from shop.local_servers import Missing, wait_until
 
@@ -73,12 +73,11 @@ def settle(stage: failover.Stage) -> None:
 def throughput(stage: failover.Stage, orders: int) -> float:
     base = stage.shop.base
     started = time.time()
-    with ThreadPoolExecutor(AT_ONCE) as pool:
-        posted = list(
-            pool.map(
-                lambda n: failover.post_order(requests.Session(), base, SKUS[n % len(SKUS)]),
-                range(orders),
-            )
+    with Crowd(base, AT_ONCE) as crowd:  # AT_ONCE keep-alive clients, one order each time
+        posted = crowd.each(
+            lambda client, n: failover.post_order(client, SKUS[n % len(SKUS)]),
+            range(orders),
+            deadline=time.monotonic() + 600,
         )
     ids = [p.id for p in posted if p.id is not None]
 

@@ -4,7 +4,8 @@ steady pace, and what losing a node costs.
 `stage()` starts the nodes (`shop cluster`, shop/cluster.py), a PostgreSQL database (the
 one TEST_POSTGRES_URL names, else a throwaway instance) and the real `shop up` with
 replicas on them (shop/running_shop.py), and stops and deletes all of it afterwards.
-`OrderStream` posts orders over HTTP at a steady pace from a thread. `decisions()` reads
+`OrderStream` posts orders over HTTP at a steady pace from a thread of the load generator
+(loadtest/crowd.py). `decisions()` reads
 back when each order was decided (its `updated_at`), and `after_loss()` says what one
 loss cost: the longest pause in decisions around it, and how long after the node went
 away newly posted orders were decided as fast as before.
@@ -16,6 +17,8 @@ nothing; bench/cluster.py measures with it one node against three.
 from __future__ import annotations
 
 import io
+import itertools
+import math
 import os
 import secrets
 import statistics
@@ -23,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +34,8 @@ from pathlib import Path
 
 import requests
 
+from loadtest.client import HTTP_ERRORS, Http
+from loadtest.crowd import Crowd
 from messaging.connection import channel_for
 from messaging.management import ManagementApi
 from shop import broker_nodes, broker_users, cluster, postgres_instances
@@ -118,52 +124,53 @@ class Posted:
 
 @dataclass
 class OrderStream:
-    """Orders of one unit of a sku (round robin over `skus`), `per_second` of them, each
-    sent on time from one thread whatever the answers take."""
+    """Orders of one unit of a sku (round robin over `skus`), `per_second` of them, from one
+    thread of the load generator (loadtest/crowd.py) with its keep-alive connection, until
+    `stop()`; then `posted` holds every one."""
 
     base: str
     skus: Sequence[str]
     per_second: float
     posted: list[Posted] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _crowd: Crowd | None = None
+    _running: Future[list[Posted]] | None = None
 
     def start(self) -> OrderStream:
-        self._thread = threading.Thread(target=self._run, name="order stream", daemon=True)
-        self._thread.start()
+        numbers = itertools.count()
+        self._crowd = Crowd(self.base, 1)
+        self._running = self._crowd.keep_going(
+            lambda client: post_order(client, self.skus[next(numbers) % len(self.skus)]),
+            until=math.inf,
+            pause=1 / self.per_second,
+            stop=self._stop,
+        )
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=HTTP_TIMEOUT * 2)
-
-    def _run(self) -> None:
-        session = requests.Session()
-        interval, due, number = 1 / self.per_second, time.monotonic(), 0
-        while not self._stop.wait(max(0.0, due - time.monotonic())):
-            due += interval
-            sku = self.skus[number % len(self.skus)]
-            number += 1
-            self.posted.append(post_order(session, self.base, sku))
+        if self._running is not None and self._crowd is not None:
+            self.posted = self._running.result(timeout=HTTP_TIMEOUT * 2)
+            self._crowd.close()
 
     @property
     def accepted(self) -> list[Posted]:
         return [posted for posted in self.posted if posted.id is not None]
 
 
-def post_order(session: requests.Session, base: str, sku: str) -> Posted:
+def post_order(client: Http, sku: str) -> Posted:
+    """One order of one unit of `sku`, on the load generator's client."""
     sent = time.time()
     body = {
         "customer": {"name": "Stream Customer", "phone": "+4930123456"},
         "items": [{"sku": sku, "quantity": 1}],
     }
     try:
-        answer = session.post(f"{base}/api/orders", json=body, timeout=HTTP_TIMEOUT)
-    except requests.RequestException:
+        answer = client.request("POST", "/api/orders", body)
+    except HTTP_ERRORS:
         return Posted(None, 0, sent)
-    order_id = answer.json()["id"] if answer.status_code == 201 else None
-    return Posted(order_id, answer.status_code, sent)
+    order_id = answer.body["id"] if answer.status == 201 else None
+    return Posted(order_id, answer.status, sent)
 
 
 def order(base: str, order_id: str) -> dict:
