@@ -70,7 +70,16 @@ def users(amqp_url, management_url):
     prefix = f"t{uuid.uuid4().hex[:8]}-"
     made = broker_users.broker_users(CATALOG.default_settings(), prefix=prefix)
     secrets = {user.password_variable: uuid.uuid4().hex for user in made}
-    done = shop_topology(amqp_url, "--users", "--user-prefix", prefix, **secrets)
+    # The management API the tests found answering (RABBITMQ_MANAGEMENT_URL may name one
+    # that does not, and the command would rightly say so).
+    done = shop_topology(
+        amqp_url,
+        "--users",
+        "--user-prefix",
+        prefix,
+        RABBITMQ_MANAGEMENT_URL=management_url,
+        **secrets,
+    )
     try:
         assert done.returncode == 0, done.stderr
         for user in made:  # each is named with its rights and URL, its password never
