@@ -17,7 +17,8 @@ import cProfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -84,6 +85,17 @@ def declare_shop_topology(channel: BlockingChannel, limit: int = FLASH_SALE_QUEU
 
 def migrate(service: str, database_url: str) -> None:
     upgrade(CATALOG.get(service), database_url)
+
+
+@contextmanager
+def migrated_engine(service: str, database_url: str) -> Iterator[Engine]:
+    """The service's migrations run on `database_url`, and an engine for it (disposed after)."""
+    migrate(service, database_url)
+    engine = make_engine(database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def sqlite_file(service: str) -> Path:

@@ -36,15 +36,23 @@ def start(session: Session) -> None:
 def write(session: Session, kind: object, item: Any, writer: Writer) -> None:
     """`writer(session, kind, [item, ...])` for this transaction's items of `kind`: once,
     before the commit, while the transaction collects; else at once, for this item."""
+    write_all(session, kind, [item], writer)
+
+
+def write_all(session: Session, kind: object, items: list[Any], writer: Writer) -> None:
+    """`write` for several items at once (outside a batch: one call for all of them)."""
+    if not items:
+        return
     if _PENDING in session.info and not session.in_nested_transaction():
-        session.info[_PENDING].setdefault(kind, (writer, []))[1].append(item)
+        session.info[_PENDING].setdefault(kind, (writer, []))[1].extend(items)
     else:
-        writer(session, kind, [item])
+        writer(session, kind, items)
 
 
-def insert(session: Session, table: Table, row: dict[str, Any]) -> None:
-    """A row into `table`, with the other rows of the batch in one Core INSERT."""
-    write(session, table, row, _insert_rows)
+def insert(session: Session, table: Table, *rows: dict[str, Any]) -> None:
+    """Rows into `table`, with the other rows of the batch in one Core INSERT (outside a
+    batch, these rows in one INSERT)."""
+    write_all(session, table, list(rows), _insert_rows)
 
 
 def _insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:

@@ -34,7 +34,6 @@ from bench import parts
 from bench.support import BenchFailure, fresh_postgres, fresh_vhost, wait_for_depth
 from bench.table import table
 from messaging.connection import close_quietly, open_connection
-from messaging.database import make_engine
 from messaging.envelope import Envelope
 
 DRAIN_GOAL = 1_000.0  # tickets per second
@@ -72,12 +71,8 @@ def order_database(kind: str) -> Iterator[Engine | None]:
         if url is None:
             yield None
             return
-        parts.migrate(parts.ORDER_SERVICE, url)
-        engine = make_engine(url)
-        try:
+        with parts.migrated_engine(parts.ORDER_SERVICE, url) as engine:
             yield engine
-        finally:
-            engine.dispose()
 
 
 def fill_queue(amqp_url: str, tickets: int) -> None:

@@ -30,7 +30,6 @@ from bench.pipeline.events import MESSAGES
 from bench.pipeline.profile import Profile
 from bench.support import BenchFailure, fresh_vhost, wait_for_depth
 from messaging.connection import close_quietly, open_connection
-from messaging.database import make_engine
 from messaging.envelope import Envelope
 
 PREFETCH = parts.PREFETCH  # QueueWorker's (a batch's size); raw pika uses the same
@@ -126,12 +125,8 @@ def service_database(consumer: parts.Consumer) -> Iterator[Engine]:
     """A fresh, migrated SQLite database for the case's service."""
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-db-") as folder:
         url = f"sqlite:///{Path(folder) / 'service.db'}"
-        parts.migrate(consumer.service, url)
-        engine = make_engine(url)
-        try:
+        with parts.migrated_engine(consumer.service, url) as engine:
             yield engine
-        finally:
-            engine.dispose()
 
 
 def measure_consumer(consumer: parts.Consumer, count: int) -> ConsumerResult:

@@ -66,7 +66,8 @@ class Measured:
     @property
     def searches(self) -> list[Search]:
         runs = [self.pipeline, *self.postgres.values()]
-        return [run.search for run in runs if run is not None] + [self.bare] * bool(self.bare)
+        searches = [run.search for run in runs if run is not None]
+        return searches if self.bare is None else [*searches, self.bare]
 
 
 def rate_row(label: str, run: PipelineRun | None, bare: Search | None) -> list[str]:

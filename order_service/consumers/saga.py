@@ -151,9 +151,11 @@ def _settle(
         found[order.id] = replace(order, status=status)
     settled = {"order_id": order.id, "status": status, "reason": reason, "now": now}
     batch_writes.write(session, SETTLE, settled, _settle_all)
-    for event, by in ((envelope.type, envelope.app_id), (outcome, SERVICE)):
-        row = {"order_id": order.id, "event": event, "service": by, "at": now, "detail": reason}
-        batch_writes.insert(session, _timeline, row)
+    story = [
+        {"order_id": order.id, "event": event, "service": by, "at": now, "detail": reason}
+        for event, by in ((envelope.type, envelope.app_id), (outcome, SERVICE))
+    ]
+    batch_writes.insert(session, _timeline, *story)
 
 
 def _settle_all(session: Session, statement: Update, settled: list[dict]) -> None:

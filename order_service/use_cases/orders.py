@@ -178,18 +178,22 @@ def store_order(session: Session, order: Order, flash_sale_id: str | None = None
     """
     row = {column: getattr(order, column) for column in ORDER_COLUMNS}
     batch_writes.insert(session, _orders, row)
-    for line in order.lines:
-        row = {column: getattr(line, column) for column in LINE_COLUMNS} | {"order_id": order.id}
-        batch_writes.insert(session, _lines, row)
-    for entry in order.timeline:
-        row = {
+    lines = [
+        {column: getattr(line, column) for column in LINE_COLUMNS} | {"order_id": order.id}
+        for line in order.lines
+    ]
+    batch_writes.insert(session, _lines, *lines)
+    story = [
+        {
             "order_id": order.id,
             "event": entry.event,
             "service": entry.service,
             "at": entry.at,
             "detail": entry.detail,
         }
-        batch_writes.insert(session, _story, row)
+        for entry in order.timeline
+    ]
+    batch_writes.insert(session, _story, *story)
     outbox.add_event(session, order_created(order, flash_sale_id), correlation_id=order.id)
 
 
