@@ -11,8 +11,11 @@ import pika
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, select
 
+from inventory_service.models import StockItem
 from messaging.connection import close_quietly, open_connection
+from messaging.database import make_engine
 from shop.catalog import CATALOG
 from tests.support.amqp import wait_until
 from tests.support.databases import create_postgres_database, drop_postgres_database
@@ -126,6 +129,18 @@ def test_shop_up_scales_a_service_on_postgresql_and_the_replicas_share_its_queue
             admin = {"Authorization": f"Bearer {token}"}
             product = a_product(stock=100)
             assert requests.post(shop.base + "/api/products", json=product, headers=admin).ok
+            # With two inventory processes, an order.created may be handled beside the
+            # product.created of its sku (docs/design.md, "Replicas"): as an admin would,
+            # let the inventory know the product before anyone buys it.
+            inventory = make_engine(database)
+            try:
+                wait_until(
+                    lambda: inventory_knows(inventory, product["sku"]),
+                    timeout=30,
+                    what=f"the inventory to know {product['sku']}",
+                )
+            finally:
+                inventory.dispose()
             ids = [
                 requests.post(shop.base + "/api/orders", json=an_order(("TEA-1", 1))).json()["id"]
                 for _ in range(20)
@@ -138,6 +153,12 @@ def test_shop_up_scales_a_service_on_postgresql_and_the_replicas_share_its_queue
                 )
     finally:
         drop_postgres_database(postgres_base_url, database)
+
+
+def inventory_knows(engine: Engine, sku: str) -> bool:
+    with engine.connect() as connection:
+        known = connection.execute(select(StockItem.sku).where(StockItem.sku == sku)).first()
+        return known is not None
 
 
 def test_shop_up_will_not_run_two_writers_on_one_sqlite_file(tmp_path, amqp_url):
